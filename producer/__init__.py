@@ -1,0 +1,29 @@
+"""predq's producer side: what a web app imports to enqueue Replicate predictions and poll them.
+
+It never imports arq, replicate or the worker package.
+"""
+
+from producer.client import Producer, SyncProducer
+from producer.config import Config
+from producer.errors import (
+    InvalidRequest,
+    JobNotFound,
+    PredqError,
+    RedisUnavailable,
+    WaitTimeout,
+)
+from producer.models import ErrorInfo, JobRecord, JobState
+
+__all__ = [
+    "Config",
+    "ErrorInfo",
+    "InvalidRequest",
+    "JobNotFound",
+    "JobRecord",
+    "JobState",
+    "PredqError",
+    "Producer",
+    "RedisUnavailable",
+    "SyncProducer",
+    "WaitTimeout",
+]

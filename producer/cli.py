@@ -1,0 +1,207 @@
+"""The ``predq`` command: enqueue, inspect, wait for and cancel jobs; run the sandbox and the demo.
+
+    predq enqueue MODEL --input JSON [--idempotency-key K] [--wait [--timeout S]] [--json]
+    predq status ID [--json]          predq wait ID [--timeout S] [--json]
+    predq cancel ID [--json]          predq sandbox [...]          predq demo [...]
+
+Exit codes: 0 success; 1 the job ended failed or canceled; 2 bad arguments or input; 3 no such job;
+4 Redis unavailable; 5 ``--timeout`` passed before the job finished; 6 bad settings. Errors are one
+line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from producer.client import Producer
+from producer.config import Config
+from producer.errors import (
+    ConfigError,
+    InvalidRequest,
+    JobNotFound,
+    PredqError,
+    RedisUnavailable,
+    WaitTimeout,
+)
+from producer.models import JobRecord, JobState
+
+EXIT_JOB_UNSUCCESSFUL = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_REDIS = 4
+EXIT_TIMEOUT = 5
+EXIT_CONFIG = 6
+_EXIT_CODES: tuple[tuple[type[PredqError], int], ...] = (
+    (InvalidRequest, EXIT_USAGE),
+    (JobNotFound, EXIT_NOT_FOUND),
+    (RedisUnavailable, EXIT_REDIS),
+    (WaitTimeout, EXIT_TIMEOUT),
+    (ConfigError, EXIT_CONFIG),
+)
+_OUTPUT_PREVIEW_CHARS = 500
+
+
+def _parse_input(text: str) -> Any:
+    """``--input``: inline JSON, ``@path`` to a JSON file, or ``-`` for standard input."""
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read --input file {text[1:]!r}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"--input is not valid JSON: {exc}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="predq", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--redis-url", help="Redis to use (default: $REDIS_URL)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    enqueue = commands.add_parser("enqueue", help="queue a prediction job")
+    enqueue.add_argument("model", help="owner/name or owner/name:version")
+    enqueue.add_argument("--input", required=True, help="JSON object, @file.json, or - (stdin)")
+    enqueue.add_argument("--idempotency-key", help="return the existing job for this key")
+    enqueue.add_argument("--max-attempts", type=int, help="override the worker's default")
+    enqueue.add_argument("--attempt-timeout", type=float, metavar="S", help="per-attempt deadline")
+    enqueue.add_argument("--wait", action="store_true", help="wait for the job to finish")
+    enqueue.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S")
+    enqueue.add_argument("--json", action="store_true", help="print the record as JSON")
+
+    for name, text in (("status", "show a job"), ("cancel", "cancel a job that has not finished")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("id")
+        command.add_argument("--json", action="store_true", help="print the record as JSON")
+
+    wait = commands.add_parser("wait", help="wait for a job to finish")
+    wait.add_argument("id")
+    wait.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+    wait.add_argument("--json", action="store_true", help="print the record as JSON")
+
+    sandbox = commands.add_parser("sandbox", help="run the local Replicate-compatible API server")
+    try:
+        from sandbox.cli import add_arguments
+    except ImportError:  # installed without the [sandbox] extra
+        sandbox.set_defaults(sandbox_missing=True)
+    else:
+        add_arguments(sandbox)
+
+    demo = commands.add_parser("demo", help="run the whole system locally and show it working")
+    demo.add_argument("--jobs", type=int, default=50, help="jobs to enqueue (%(default)s)")
+    demo.add_argument("--workers", type=int, default=2, help="worker processes (%(default)s)")
+    demo.add_argument("--model", help="model for every job (default: sandbox models)")
+    demo.add_argument("--input", help="with --model: the input JSON for every job")
+    return parser
+
+
+def render(record: JobRecord) -> str:
+    """A record as aligned ``name: value`` lines for people (``--json`` is for programs)."""
+    rows: list[tuple[str, Any]] = [
+        ("id", record.id),
+        ("state", record.state.value),
+        ("model", record.model),
+        ("attempts", record.attempts),
+        ("prediction_id", record.prediction_id or "-"),
+        ("created_at", record.created_at.isoformat(timespec="seconds")),
+    ]
+    if record.finished_at is not None:
+        rows.append(("finished_at", record.finished_at.isoformat(timespec="seconds")))
+    if record.recoveries:
+        rows.append(("recoveries", record.recoveries))
+    if record.error is not None:
+        rows.append(
+            ("error", f"[{record.error.kind.value}] {record.error.message.splitlines()[0]}")
+        )
+    if record.state is JobState.SUCCEEDED:
+        output = json.dumps(record.output)
+        if len(output) > _OUTPUT_PREVIEW_CHARS:
+            output = output[:_OUTPUT_PREVIEW_CHARS] + "... (--json for all)"
+        rows.append(("output", output))
+    return "\n".join(f"{name + ':':<15}{value}" for name, value in rows)
+
+
+def _show(record: JobRecord, as_json: bool) -> None:
+    print(record.model_dump_json() if as_json else render(record))
+
+
+def _final_code(record: JobRecord) -> int:
+    return 0 if record.state is JobState.SUCCEEDED else EXIT_JOB_UNSUCCESSFUL
+
+
+async def _run_job_command(args: argparse.Namespace, config: Config) -> int:
+    async with Producer(config=config) as producer:
+        if args.command == "enqueue":
+            record = await producer.enqueue(
+                args.model,
+                _parse_input(args.input),
+                idempotency_key=args.idempotency_key,
+                max_attempts=args.max_attempts,
+                attempt_timeout_s=args.attempt_timeout,
+            )
+            if not args.wait:
+                print(record.model_dump_json() if args.json else record.id)
+                return 0
+            record = await producer.wait(record.id, args.timeout)
+        elif args.command == "status":
+            found = await producer.get(args.id)
+            if found is None:
+                raise JobNotFound(args.id)
+            _show(found, args.json)
+            return 0
+        elif args.command == "wait":
+            record = await producer.wait(args.id, args.timeout)
+        else:
+            record = await producer.cancel(args.id)
+            _show(record, args.json)
+            return 0
+    _show(record, args.json)
+    return _final_code(record)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "sandbox":
+            return _sandbox(args)
+        config = Config.from_env(os.environ, redis_url=args.redis_url)
+        if args.command == "demo":
+            from producer.demo import run_demo
+
+            return run_demo(args, config, environ=os.environ)
+        return asyncio.run(_run_job_command(args, config))
+    except PredqError as exc:
+        print(f"predq: {exc}", file=sys.stderr)
+        return next((code for kind, code in _EXIT_CODES if isinstance(exc, kind)), 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    if getattr(args, "sandbox_missing", False):
+        print("predq: the sandbox needs its extra: pip install 'predq[sandbox]'", file=sys.stderr)
+        return EXIT_USAGE
+    from sandbox.cli import config_from_args
+    from sandbox.config import ConfigError as SandboxConfigError
+    from sandbox.server import serve
+
+    try:
+        config = config_from_args(args, os.environ)
+    except SandboxConfigError as exc:
+        print(f"predq sandbox: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    serve(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

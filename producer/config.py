@@ -1,0 +1,89 @@
+"""Settings, read once from an explicit environment mapping at a process's composition root.
+
+Nothing here reads ``os.environ`` by itself: the caller passes the mapping (``Config.from_env(os.environ)``)
+and hands the resulting object down. Subclasses (the worker's settings) add fields the same way: each
+field's alias is its environment variable.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from producer.errors import ConfigError
+
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, safe for logs and error messages."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    netloc = f"{user}:***@{host}{port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class EnvSettings(BaseModel):
+    """A frozen settings object whose field aliases are environment variable names."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
+        """Build from ``environ`` (only the variables this class names); ``overrides`` win.
+
+        Raises ConfigError naming the variable and what was wrong with it (secrets not echoed).
+        """
+        names = {field.alias or name: name for name, field in cls.model_fields.items()}
+        values: dict[str, Any] = {names[k]: v for k, v in environ.items() if k in names and v != ""}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(cls, exc)) from None
+
+
+def _describe(cls: type[BaseModel], exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "?"
+        field = cls.model_fields.get(name)
+        env = (field.alias if field else None) or name
+        secret = field is not None and field.annotation in (SecretStr, SecretStr | None)
+        shown = "" if secret else f" (got {error.get('input')!r})"
+        problems.append(f"{env}: {error['msg']}{shown}")
+    return "invalid settings: " + "; ".join(problems)
+
+
+class Config(EnvSettings):
+    """What producers and workers share: where Redis is, the queue, limits and retention.
+
+    Environment: ``REDIS_URL``, ``PREDQ_QUEUE``, ``PREDQ_MAX_INPUT_BYTES``, ``PREDQ_RETENTION_S``,
+    ``PREDQ_IDEMPOTENCY_WINDOW_S``, ``PREDQ_REDIS_TIMEOUT_S``.
+    """
+
+    redis_url: str = Field(DEFAULT_REDIS_URL, alias="REDIS_URL", repr=False, min_length=1)
+    queue_name: str = Field("predq:queue", alias="PREDQ_QUEUE", min_length=1)
+    #: Largest accepted input, measured as its compact JSON encoding in bytes.
+    max_input_bytes: int = Field(256 * 1024, alias="PREDQ_MAX_INPUT_BYTES", ge=2)
+    #: How long a finished job's record is kept (live records never expire).
+    retention_s: int = Field(7 * 86400, alias="PREDQ_RETENTION_S", ge=60)
+    #: How long an idempotency key keeps returning the job it first created.
+    idempotency_window_s: int = Field(86400, alias="PREDQ_IDEMPOTENCY_WINDOW_S", ge=1)
+    #: Connect and command timeout against Redis; a producer call never hangs longer than this.
+    redis_timeout_s: float = Field(5.0, alias="PREDQ_REDIS_TIMEOUT_S", gt=0)
+
+    @property
+    def redis_url_redacted(self) -> str:
+        """``redis_url`` with the password masked: the only form that may be logged."""
+        return redact_url(self.redis_url)

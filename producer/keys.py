@@ -1,0 +1,66 @@
+"""Every Redis key predq writes, built here and nowhere else.
+
+| key                      | type   | TTL                                   | writer                  | reader            |
+|--------------------------|--------|---------------------------------------|-------------------------|-------------------|
+| predq:job:{id}           | hash   | none while live; retention_s if final | JobStore (Lua)          | JobStore          |
+| predq:state:{state}      | zset   | none: id -> last change (ms); final   | JobStore (Lua)          | JobStore.list_ids |
+|                          |        | sets pruned past retention_s          |                         |                   |
+| predq:idem:{sha256(key)} | string | idempotency_window_s                  | JobStore.create (Lua)   | JobStore.create   |
+| {queue} (predq:queue)    | zset   | none: ids leave it when arq finishes  | JobStore.create, arq    | arq worker        |
+| arq:job:{id}             | string | retention_s (arq's "job expired")     | JobStore.create, arq    | arq worker        |
+| arq:in-progress:{id}     | string | arq: largest function timeout + 10 s  | arq worker              | arq worker        |
+| arq:retry:{id}           | string | arq: 88,400 s                         | arq worker              | arq worker        |
+| arq:abort                | zset   | none (arq never prunes it)            | not used by predq       | arq worker        |
+| {queue}:health-check     | string | health_check_interval + 1 s           | arq worker              | `arq --check`     |
+
+arq's result keys (``arq:result:{id}``) are never written: workers run with ``keep_result=0`` because
+the JobRecord is the result. The arq payload under ``arq:job:{id}`` is JSON,
+``{"t": null, "f": "run_prediction", "a": [id], "k": {}, "et": enqueue_ms}``: only the job id travels
+through arq. The producer writes it itself, in the same Lua call that creates the record, so a record
+never exists without its queue entry (arq's own ``enqueue_job`` would need a second, non-atomic step).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from producer.models import JobState
+
+JOB_PREFIX = "predq:job:"
+STATE_PREFIX = "predq:state:"
+IDEMPOTENCY_PREFIX = "predq:idem:"
+#: arq's own prefixes (arq/constants.py, fixed in arq 0.28).
+ARQ_JOB_PREFIX = "arq:job:"
+ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
+ARQ_RETRY_PREFIX = "arq:retry:"
+#: The arq function every job runs as.
+JOB_FUNCTION = "run_prediction"
+
+
+def job(job_id: str) -> str:
+    return f"{JOB_PREFIX}{job_id}"
+
+
+def state_index(state: JobState) -> str:
+    return f"{STATE_PREFIX}{state.value}"
+
+
+#: The per-state indexes in JobState order (the Lua scripts rely on this order).
+STATE_INDEXES = tuple(state_index(state) for state in JobState)
+
+
+def idempotency(key: str) -> str:
+    """Hashed, so any printable user key maps to a short, fixed-shape Redis key."""
+    return IDEMPOTENCY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
+def arq_job(job_id: str) -> str:
+    return f"{ARQ_JOB_PREFIX}{job_id}"
+
+
+def arq_in_progress(job_id: str) -> str:
+    return f"{ARQ_IN_PROGRESS_PREFIX}{job_id}"
+
+
+def arq_retry(job_id: str) -> str:
+    return f"{ARQ_RETRY_PREFIX}{job_id}"

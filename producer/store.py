@@ -1,0 +1,280 @@
+"""JobStore: the only code that writes JobRecords. Every write is one atomic Lua call.
+
+The record is a Redis hash (``keys.job``) whose JSON-valued fields (input, output, error, errors) are
+stored as opaque JSON strings, so user data never passes through Lua's cjson. State moves follow
+this table; anything else is refused and reported, never applied:
+
+    to \\ from     queued  running  retrying
+    running        start   recover  start
+    retrying               yes
+    succeeded              yes
+    failed                 yes               (and re-drive: failed -> queued, see requeue)
+    canceled       yes     yes      yes
+
+A worker holds a *run token* from ``start`` on; its later moves pass it, and a worker whose job was
+recovered by another one (new token) is fenced out with status ``stale``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from producer import clock, keys
+from producer.config import Config
+from producer.errors import RedisUnavailable
+from producer.models import ErrorInfo, JobRecord, JobRequest, JobState
+
+Status = Literal["ok", "missing", "illegal", "stale"]
+_JSON_FIELDS = ("input", "output", "error", "errors")
+_LIVE = "queued running retrying"
+
+
+def _lua(name: str) -> str:
+    return resources.files("producer").joinpath("lua", name).read_text()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_record(fields: Mapping[Any, Any]) -> JobRecord:
+    """A JobRecord from a job hash as Redis returns it (bytes or str keys and values)."""
+    data: dict[str, Any] = {_text(k): _text(v) for k, v in fields.items()}
+    for name in _JSON_FIELDS:
+        if name in data:
+            data[name] = json.loads(data[name])
+    data.pop("run", None)
+    return JobRecord.model_validate(data)
+
+
+def _pairs(items: list[Any]) -> dict[Any, Any]:
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What a state move did: ``ok``, or why not (``missing``, ``illegal``, ``stale``)."""
+
+    status: Status
+    previous: JobState | None
+    record: JobRecord | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+@contextmanager
+def redis_errors(config: Config) -> Iterator[None]:
+    """Translate redis-py's connection failures into RedisUnavailable (password never shown)."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise RedisUnavailable(
+            f"Redis at {config.redis_url_redacted} is unavailable: {type(exc).__name__}"
+        ) from None
+
+
+class JobStore:
+    """Reads and writes job records on ``redis`` (a ``redis.asyncio.Redis``, bytes or decoded)."""
+
+    def __init__(self, redis: aioredis.Redis, config: Config) -> None:
+        self._redis = redis
+        self._config = config
+        self._create = redis.register_script(_lua("create.lua"))
+        self._transition = redis.register_script(_lua("transition.lua"))
+
+    # -- producer side -------------------------------------------------------------------------
+
+    async def create(self, request: JobRequest) -> tuple[JobRecord, bool]:
+        """Store a new queued job and put it on the arq queue; returns (record, created).
+
+        With an idempotency key that is still in its window, returns the job it first created
+        (whatever its state) and ``created=False``; nothing is written then.
+        """
+        job_id = uuid.uuid4().hex
+        now = clock.now()
+        now_ms = clock.to_ms(now)
+        fields: dict[str, str] = {
+            "id": job_id,
+            "state": JobState.QUEUED.value,
+            "model": request.model,
+            "input": request.input_json,
+            "errors": "[]",
+            "attempts": "0",
+            "recoveries": "0",
+            "created_at": now.isoformat(),
+            "updated_at": now.isoformat(),
+        }
+        if request.idempotency_key is not None:
+            fields["idempotency_key"] = request.idempotency_key
+        if request.max_attempts is not None:
+            fields["max_attempts"] = str(request.max_attempts)
+        if request.attempt_timeout_s is not None:
+            fields["attempt_timeout_s"] = repr(request.attempt_timeout_s)
+        payload = json.dumps(
+            {"t": None, "f": keys.JOB_FUNCTION, "a": [job_id], "k": {}, "et": now_ms}
+        )
+        script_keys = [
+            keys.job(job_id),
+            keys.state_index(JobState.QUEUED),
+            self._config.queue_name,
+            keys.arq_job(job_id),
+        ]
+        if request.idempotency_key is not None:
+            script_keys.append(keys.idempotency(request.idempotency_key))
+        args: list[Any] = [
+            job_id,
+            now_ms,
+            payload,
+            self._config.retention_s * 1000,
+            self._config.idempotency_window_s,
+            keys.JOB_PREFIX,
+        ]
+        for name, value in fields.items():
+            args += [name, value]
+        with redis_errors(self._config):
+            reply = await self._create(keys=script_keys, args=args)
+        if _text(reply[0]) == "existing":
+            return parse_record(_pairs(reply[1:])), False
+        return JobRecord.model_validate(
+            {**fields, "input": json.loads(request.input_json), "errors": []}
+        ), True
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The record, or None when no job has this id (or its retention ran out)."""
+        with redis_errors(self._config):
+            fields: dict[bytes, bytes] = await self._redis.hgetall(keys.job(job_id))  # type: ignore[misc]
+        return parse_record(fields) if fields else None
+
+    async def cancel(
+        self, job_id: str, *, run: str | None = None, error: ErrorInfo | None = None
+    ) -> Transition:
+        """Move a live job to ``canceled``. A final job is left as it is (status ``illegal``).
+
+        Producers cancel without a run token; a worker that saw the prediction canceled on
+        Replicate passes its token and what it saw as ``error``.
+        """
+        now = clock.now().isoformat()
+        return await self._move(
+            job_id, _LIVE, JobState.CANCELED, run=run, error=error, fields={"finished_at": now}
+        )
+
+    async def list_ids(self, state: JobState, *, limit: int = 100) -> list[str]:
+        """Ids of jobs in ``state``, most recently changed first."""
+        with redis_errors(self._config):
+            ids = await self._redis.zrevrange(keys.state_index(state), 0, limit - 1)
+        return [_text(i) for i in ids]
+
+    async def count(self, state: JobState) -> int:
+        with redis_errors(self._config):
+            return int(await self._redis.zcard(keys.state_index(state)))
+
+    # -- worker side ---------------------------------------------------------------------------
+
+    async def start(self, job_id: str) -> tuple[Transition, str]:
+        """Claim a job for an attempt (or resume a running one after a crash).
+
+        Returns the transition, with the whole record, and the new run token that fences the
+        worker's later moves.
+        """
+        run = uuid.uuid4().hex
+        transition = await self._move(job_id, _LIVE, JobState.RUNNING, start=run, want_record=True)
+        return transition, run
+
+    async def set_prediction_id(self, job_id: str, run: str, prediction_id: str) -> Transition:
+        """Record the Replicate prediction this attempt created, before anything waits on it."""
+        return await self._move(
+            job_id, "running", JobState.RUNNING, run=run, fields={"prediction_id": prediction_id}
+        )
+
+    async def succeed(
+        self, job_id: str, run: str, output_json: str, *, prediction_id: str | None
+    ) -> Transition:
+        """Final success; ``output_json`` is the prediction's output encoded as JSON."""
+        fields = {"output": output_json, "finished_at": clock.now().isoformat()}
+        if prediction_id:
+            fields["prediction_id"] = prediction_id
+        return await self._move(job_id, "running", JobState.SUCCEEDED, run=run, fields=fields)
+
+    async def retry_later(
+        self, job_id: str, run: str, error: ErrorInfo, *, prediction_id: str | None
+    ) -> Transition:
+        """The attempt failed in a retryable way; the job's queue entry is due again after
+        ``error.retry_in_s`` (the caller then ends the arq run without a defer of its own).
+
+        The next attempt resumes ``prediction_id``, or creates a new prediction when it is None
+        (the old one was canceled, vanished, or never existed).
+        """
+        delay_ms = int((error.retry_in_s or 0) * 1000)
+        return await self._move(
+            job_id,
+            "running",
+            JobState.RETRYING,
+            run=run,
+            error=error,
+            due_ms=clock.to_ms(clock.now()) + delay_ms,
+            fields={"prediction_id": prediction_id or ""},
+        )
+
+    async def fail(
+        self, job_id: str, run: str | None, error: ErrorInfo, *, prediction_id: str | None = None
+    ) -> Transition:
+        """Final failure (the dead-letter state), keeping ``error`` as the last one."""
+        allowed = "running" if run is not None else _LIVE
+        fields = {"finished_at": clock.now().isoformat()}
+        if prediction_id:
+            fields["prediction_id"] = prediction_id
+        return await self._move(
+            job_id, allowed, JobState.FAILED, run=run, error=error, fields=fields
+        )
+
+    # -- the one writer --------------------------------------------------------------------------
+
+    async def _move(
+        self,
+        job_id: str,
+        allowed: str,
+        target: JobState,
+        *,
+        run: str | None = None,
+        start: str | None = None,
+        error: ErrorInfo | None = None,
+        want_record: bool = False,
+        due_ms: int | None = None,
+        fields: Mapping[str, str] | None = None,
+    ) -> Transition:
+        now = clock.now()
+        args: list[Any] = [
+            allowed,
+            target.value,
+            clock.to_ms(now),
+            self._config.retention_s,
+            run or "",
+            start or "",
+            now.isoformat(),
+            error.model_dump_json() if error is not None else "",
+            "1" if want_record else "0",
+            "" if due_ms is None else due_ms,
+            "updated_at",
+            now.isoformat(),
+        ]
+        for name, value in (fields or {}).items():
+            args += [name, value]
+        with redis_errors(self._config):
+            reply = await self._transition(
+                keys=[keys.job(job_id), *keys.STATE_INDEXES, self._config.queue_name], args=args
+            )
+        status: Status = _text(reply[0])  # type: ignore[assignment]
+        previous = JobState(_text(reply[1])) if reply[1] else None
+        record = parse_record(_pairs(reply[2:])) if len(reply) > 2 else None
+        return Transition(status, previous, record)

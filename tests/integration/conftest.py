@@ -1,0 +1,210 @@
+"""The integration tier: a real redis-server, the sandbox over HTTP and real worker processes.
+
+Each is started here, on free loopback ports, and never a shared instance: the session's Redis is
+flushed before every test, the sandbox reset. Workers are ``arq worker.main.Settings`` subprocesses
+whose logs go to files under pytest's tmp dir (printed when a test fails).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from producer.client import Producer
+from producer.config import Config
+from sandbox.local_redis import LocalRedis
+
+SANDBOX_TOKEN = "sandbox-test-token"
+#: Worker settings that make retries and polling fast enough for tests.
+FAST_WORKER_ENV = {
+    "PREDQ_BACKOFF_BASE_S": "0.05",
+    "PREDQ_BACKOFF_MAX_S": "1",
+    "PREDQ_POLL_INTERVAL_S": "0.05",
+    "PREDQ_QUEUE_POLL_S": "0.05",
+    "PREDQ_CREATE_TIMEOUT_S": "2",
+    "PREDQ_LOG_FORMAT": "json",
+    "PREDQ_LOG_LEVEL": "DEBUG",
+}
+
+
+def wait_for(condition: Callable[[], Any], *, timeout_s: float, what: str) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    with LocalRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: LocalRedis) -> str:
+    if not redis_server.running:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+class Sandbox:
+    """A ``python -m sandbox`` subprocess and its control endpoints."""
+
+    def __init__(self, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sandbox", "--port", "0", "--latency", "0.2", "--log-level",
+             "warning", "--token", SANDBOX_TOKEN, "--seed", "7"],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+        )  # fmt: skip
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline().decode().strip()
+        if not line.startswith("sandbox listening on "):
+            self.close()
+            raise RuntimeError(f"sandbox did not start: {line!r}; see {log_path}")
+        self.url = line.removeprefix("sandbox listening on ")
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+
+    def stats(self) -> dict[str, Any]:
+        response = self.http.get("/sandbox/stats")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def faults(self, **settings: Any) -> dict[str, Any]:
+        response = self.http.post("/sandbox/faults", json=settings)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def reset(self) -> None:
+        self.http.post("/sandbox/reset").raise_for_status()
+
+    def close(self) -> None:
+        self.http.close() if hasattr(self, "http") else None
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    server = Sandbox(tmp_path_factory.mktemp("sandbox") / "sandbox.log")
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: Sandbox) -> Sandbox:
+    sandbox_server.reset()
+    sandbox_server.faults(
+        throttle_rate=0, error_rate=0, slow_rate=0, lost_create_rate=0, latency_s=0.2,
+        retry_after_s=1,
+    )  # fmt: skip
+    return sandbox_server
+
+
+class Workers:
+    """Starts and stops ``arq worker.main.Settings`` processes for one test."""
+
+    def __init__(self, redis_url: str, sandbox: Sandbox, log_dir: Path) -> None:
+        self.redis_url = redis_url
+        self.sandbox = sandbox
+        self.log_dir = log_dir
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self, count: int = 1, **env: str) -> list[subprocess.Popen[bytes]]:
+        started = []
+        for _ in range(count):
+            log_path = self.log_dir / f"worker-{len(self.processes)}.log"
+            full_env = {
+                **os.environ,
+                **FAST_WORKER_ENV,
+                "REDIS_URL": self.redis_url,
+                "REPLICATE_BASE_URL": self.sandbox.url,
+                "REPLICATE_API_TOKEN": SANDBOX_TOKEN,
+                **env,
+            }
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(
+                    [sys.executable, "-m", "arq", "worker.main.Settings"],
+                    env=full_env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            self.processes.append(process)
+            self.logs.append(log_path)
+            started.append(process)
+        for process, log_path in zip(started, self.logs[-count:], strict=True):
+            wait_for(
+                lambda p=process, path=log_path: _started(p, path),
+                timeout_s=20,
+                what="a worker to start",
+            )
+        return started
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def log_text(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text()[-6000:]}" for path in self.logs)
+
+
+def _started(process: subprocess.Popen[bytes], log_path: Path) -> bool:
+    if process.poll() is not None:
+        pytest.fail(f"worker exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
+    return "worker.started" in log_path.read_text()
+
+
+@pytest.fixture
+def workers(
+    redis_url: str, sandbox: Sandbox, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Workers]:
+    pool = Workers(redis_url, sandbox, tmp_path)
+    yield pool
+    pool.stop_all()
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        print(pool.log_text())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+async def producer(redis_url: str) -> AsyncIterator[Producer]:
+    async with Producer(config=Config(redis_url=redis_url)) as producer:
+        yield producer

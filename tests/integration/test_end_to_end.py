@@ -1,0 +1,170 @@
+"""The whole path: Producer -> Redis -> arq worker processes -> sandbox over HTTP -> JobRecord."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from producer.client import Producer
+from producer.models import ErrorKind, JobState
+from tests.integration.conftest import SANDBOX_TOKEN, Sandbox, Workers, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+async def test_jobs_succeed_through_worker_processes(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    workers.start(2)
+    jobs = [await producer.enqueue("sandbox/echo", {"n": n, "text": "é"}) for n in range(10)]
+    assert all(job.state is JobState.QUEUED for job in jobs)
+    done = await asyncio.gather(*(producer.wait(job.id, timeout_s=30) for job in jobs))
+    for n, record in enumerate(done):
+        assert record.state is JobState.SUCCEEDED, record.error
+        assert record.output == {"n": n, "text": "é"}
+        assert record.attempts == 1
+        assert record.prediction_id
+        assert record.started_at is not None and record.finished_at is not None
+    assert sandbox.stats()["created"] == 10
+
+
+async def test_version_refs_and_file_outputs(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    workers.start()
+    versioned = await producer.enqueue("sandbox/echo:5c7d5dc6dd8bf75c1acaa85", {"a": 1})
+    image = await producer.enqueue("sandbox/image", {"num_outputs": 2})
+    versioned_done = await producer.wait(versioned.id, timeout_s=30)
+    image_done = await producer.wait(image.id, timeout_s=30)
+    assert versioned_done.state is JobState.SUCCEEDED
+    assert versioned_done.output == {"a": 1}
+    assert image_done.state is JobState.SUCCEEDED
+    assert isinstance(image_done.output, list) and len(image_done.output) == 2
+    assert all(isinstance(url, str) and url.startswith("http") for url in image_done.output)
+
+
+async def test_model_error_fails_at_once_with_the_reason(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    workers.start()
+    job = await producer.enqueue("sandbox/fail", {"message": "CUDA out of memory"})
+    record = await producer.wait(job.id, timeout_s=30)
+    assert record.state is JobState.FAILED
+    assert record.attempts == 1
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.MODEL
+    assert "CUDA out of memory" in record.error.message
+    assert sandbox.stats()["created"] == 1
+
+
+async def test_invalid_input_on_replicate_is_permanent(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    workers.start()
+    job = await producer.enqueue("sandbox/sleep", {"seconds": "soon"})
+    record = await producer.wait(job.id, timeout_s=30)
+    assert record.state is JobState.FAILED
+    assert record.attempts == 1
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.PERMANENT
+    assert record.error.status_code == 422
+
+
+async def test_throttled_creates_are_retried_after_retry_after(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    sandbox.faults(queue=[{"on": "create", "fault": "throttle"}] * 2, retry_after_s=1)
+    workers.start()
+    job = await producer.enqueue("sandbox/echo", {"x": 1})
+    record = await producer.wait(job.id, timeout_s=30)
+    assert record.state is JobState.SUCCEEDED
+    assert record.attempts == 3
+    assert [e.kind for e in record.errors] == [ErrorKind.THROTTLED] * 2
+    assert all(e.status_code == 429 for e in record.errors)
+    assert all(e.retry_in_s is not None and e.retry_in_s >= 1 for e in record.errors)
+    stats = sandbox.stats()
+    assert stats["throttled"] == 2 and stats["created"] == 1
+
+
+async def test_server_errors_are_retried_and_a_known_prediction_is_resumed(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    sandbox.faults(
+        queue=[{"on": "create", "fault": "error"}, {"on": "get", "fault": "error"}],
+        latency_s=0.5,
+    )
+    workers.start()
+    job = await producer.enqueue("sandbox/echo", {"x": 2})
+    record = await producer.wait(job.id, timeout_s=30)
+    assert record.state is JobState.SUCCEEDED, record.errors
+    assert [e.kind for e in record.errors] == [ErrorKind.TRANSIENT] * len(record.errors)
+    assert record.attempts == 1 + len(record.errors) >= 2
+    # The error on the poll came after the prediction existed: the retry resumed it.
+    assert sandbox.stats()["created"] == 1
+
+
+async def test_a_timed_out_create_is_retried_until_success(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    sandbox.faults(queue=[{"on": "create", "fault": "slow"}], slow_s=4)
+    workers.start(PREDQ_CREATE_TIMEOUT_S="1")
+    job = await producer.enqueue("sandbox/echo", {"x": 3})
+    record = await producer.wait(job.id, timeout_s=30)
+    assert record.state is JobState.SUCCEEDED
+    assert record.attempts == 2
+    assert record.errors[0].kind is ErrorKind.TRANSIENT
+    assert "Timeout" in record.errors[0].message
+
+
+async def test_attempt_deadlines_cancel_the_prediction_and_exhaust_attempts(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    workers.start()
+    job = await producer.enqueue(
+        "sandbox/sleep", {"seconds": 60}, max_attempts=3, attempt_timeout_s=0.5
+    )
+    record = await producer.wait(job.id, timeout_s=30)
+    assert record.state is JobState.FAILED
+    assert record.attempts == 3
+    assert [e.kind for e in record.errors] == [ErrorKind.TIMEOUT] * 3
+    assert len({e.prediction_id for e in record.errors}) == 3
+    assert record.errors[-1].retry_in_s is None
+    assert "no attempts left" in record.errors[-1].message
+    stats = sandbox.stats()
+    assert stats["created"] == 3 and stats["canceled"] == 3
+
+
+async def test_a_prediction_canceled_on_replicate_ends_canceled(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    workers.start()
+    job = await producer.enqueue("sandbox/sleep", {"seconds": 20})
+
+    async def prediction_id() -> str:
+        while True:
+            record = await producer.get(job.id)
+            if record is not None and record.prediction_id:
+                return record.prediction_id
+            await asyncio.sleep(0.02)
+
+    pid = await asyncio.wait_for(prediction_id(), timeout=20)
+    response = httpx.post(
+        f"{sandbox.url}/v1/predictions/{pid}/cancel",
+        headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
+    )
+    assert response.status_code == 200
+    record = await producer.wait(job.id, timeout_s=20)
+    assert record.state is JobState.CANCELED
+    assert record.output is None
+    assert record.error is not None and record.error.kind is ErrorKind.CANCELED
+
+
+def test_worker_logs_never_show_the_token(workers: Workers, sandbox: Sandbox) -> None:
+    workers.start()
+    workers.stop_all()
+    text = workers.log_text()
+    assert "worker.started" in text
+    assert SANDBOX_TOKEN not in text
+    wait_for(lambda: True, timeout_s=1, what="nothing")

@@ -1,0 +1,140 @@
+"""The state machine in producer/store.py, on fakeredis (its Lua runs the same scripts)."""
+
+from __future__ import annotations
+
+import json
+
+import fakeredis
+import pytest
+
+from producer import clock, keys
+from producer.config import Config
+from producer.models import ErrorInfo, ErrorKind, JobRequest, JobState
+from producer.store import JobStore
+
+
+def request(**overrides: object) -> JobRequest:
+    args: dict[str, object] = {"model": "sandbox/echo", "input": {"x": 1}, "max_input_bytes": 1024}
+    args.update(overrides)
+    return JobRequest.build(**args)  # type: ignore[arg-type]
+
+
+def error(kind: ErrorKind = ErrorKind.TRANSIENT, retry_in_s: float | None = 1.0) -> ErrorInfo:
+    return ErrorInfo(kind=kind, message="boom", attempt=1, at=clock.now(), retry_in_s=retry_in_s)
+
+
+async def test_create_writes_record_index_and_arq_entry(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis, config: Config
+) -> None:
+    record, created = await store.create(request())
+    assert created
+    assert record.state is JobState.QUEUED
+    assert await store.get(record.id) == record
+    assert await store.list_ids(JobState.QUEUED) == [record.id]
+    assert await fake_redis.zscore(config.queue_name, record.id) is not None
+    payload = json.loads(await fake_redis.get(keys.arq_job(record.id)))
+    assert payload["f"] == "run_prediction"
+    assert payload["a"] == [record.id]
+    assert await fake_redis.ttl(keys.job(record.id)) == -1  # live records never expire
+
+
+async def test_unknown_id_is_none(store: JobStore) -> None:
+    assert await store.get("no-such-job") is None
+    transition = await store.cancel("no-such-job")
+    assert transition.status == "missing"
+
+
+async def test_idempotency_key_returns_the_first_job_and_writes_nothing(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis
+) -> None:
+    first, created = await store.create(request(idempotency_key="order-1"))
+    size = await fake_redis.dbsize()
+    again, created_again = await store.create(request(idempotency_key="order-1", input={"y": 2}))
+    assert created and not created_again
+    assert again.id == first.id
+    assert again.input == {"x": 1}
+    assert await fake_redis.dbsize() == size
+
+
+async def test_attempt_lifecycle_to_success(store: JobStore) -> None:
+    record, _ = await store.create(request())
+    claim, run = await store.start(record.id)
+    assert claim.ok and claim.previous is JobState.QUEUED
+    assert claim.record is not None and claim.record.attempts == 1
+    assert claim.record.started_at is not None
+    assert (await store.set_prediction_id(record.id, run, "p1")).ok
+    done = await store.succeed(record.id, run, json.dumps({"out": [1, {}]}), prediction_id="p1")
+    assert done.ok
+    final = await store.get(record.id)
+    assert final is not None
+    assert final.state is JobState.SUCCEEDED
+    assert final.output == {"out": [1, {}]}
+    assert final.prediction_id == "p1"
+    assert final.finished_at is not None
+    assert await store.list_ids(JobState.RUNNING) == []
+    assert await store.list_ids(JobState.SUCCEEDED) == [record.id]
+
+
+async def test_final_records_expire_after_retention(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis, config: Config
+) -> None:
+    record, _ = await store.create(request())
+    _, run = await store.start(record.id)
+    await store.succeed(record.id, run, "null", prediction_id=None)
+    ttl = await fake_redis.ttl(keys.job(record.id))
+    assert 0 < ttl <= config.retention_s
+
+
+async def test_retry_keeps_every_error_and_reschedules(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis, config: Config
+) -> None:
+    record, _ = await store.create(request())
+    for attempt in (1, 2):
+        claim, run = await store.start(record.id)
+        assert claim.record is not None and claim.record.attempts == attempt
+        before_ms = clock.to_ms(clock.now())
+        assert (await store.retry_later(record.id, run, error(retry_in_s=30), prediction_id=None)).ok
+        score = await fake_redis.zscore(config.queue_name, record.id)
+        assert score >= before_ms + 30_000
+    current = await store.get(record.id)
+    assert current is not None
+    assert current.state is JobState.RETRYING
+    assert len(current.errors) == 2
+    assert current.error == current.errors[-1]
+
+
+async def test_illegal_moves_are_refused(store: JobStore) -> None:
+    record, _ = await store.create(request())
+    assert (await store.succeed(record.id, "no-run", "1", prediction_id=None)).status == "illegal"
+    _, run = await store.start(record.id)
+    assert (await store.succeed(record.id, run, "1", prediction_id=None)).ok
+    for transition in (
+        await store.cancel(record.id),
+        (await store.start(record.id))[0],
+        await store.fail(record.id, run, error()),
+    ):
+        assert transition.status == "illegal"
+        assert transition.previous is JobState.SUCCEEDED
+    final = await store.get(record.id)
+    assert final is not None and final.state is JobState.SUCCEEDED
+
+
+async def test_cancel_wins_over_a_later_success(store: JobStore) -> None:
+    record, _ = await store.create(request())
+    _, run = await store.start(record.id)
+    assert (await store.cancel(record.id)).ok
+    late = await store.succeed(record.id, run, "1", prediction_id=None)
+    assert late.status == "illegal"
+    final = await store.get(record.id)
+    assert final is not None and final.state is JobState.CANCELED and final.output is None
+
+
+async def test_recovered_job_fences_out_the_old_run(store: JobStore) -> None:
+    record, _ = await store.create(request())
+    _, old_run = await store.start(record.id)
+    claim, new_run = await store.start(record.id)  # another worker takes over a running job
+    assert claim.ok and claim.previous is JobState.RUNNING
+    assert claim.record is not None
+    assert claim.record.attempts == 1 and claim.record.recoveries == 1
+    assert (await store.set_prediction_id(record.id, old_run, "p-old")).status == "stale"
+    assert (await store.succeed(record.id, new_run, "2", prediction_id=None)).ok

@@ -1,0 +1,67 @@
+"""The worker's settings: the shared Config plus what only a worker needs, from the environment.
+
+Environment (beyond producer.config.Config's): ``PREDQ_CONCURRENCY``, ``PREDQ_MAX_ATTEMPTS``,
+``PREDQ_ATTEMPT_TIMEOUT_S``, ``PREDQ_CREATE_TIMEOUT_S``, ``PREDQ_BACKOFF_BASE_S``,
+``PREDQ_BACKOFF_MAX_S``, ``PREDQ_POLL_INTERVAL_S``, ``PREDQ_LEASE_S``, ``PREDQ_MAX_RECOVERIES``,
+``PREDQ_SHUTDOWN_GRACE_S``, ``PREDQ_QUEUE_POLL_S``, ``PREDQ_LOG_LEVEL``, ``PREDQ_LOG_FORMAT``, and the
+replicate client's own ``REPLICATE_API_TOKEN`` and ``REPLICATE_BASE_URL``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, model_validator
+
+from producer.config import Config
+from producer.logs import LogFormat
+from producer.models import ATTEMPT_TIMEOUT_LIMIT_S, MAX_ATTEMPTS_LIMIT
+
+
+class WorkerConfig(Config):
+    """Everything one worker process needs; built once in worker.main and passed down."""
+
+    #: Jobs in flight at once in one worker process (arq's ``max_jobs``).
+    concurrency: int = Field(50, alias="PREDQ_CONCURRENCY", ge=1, le=10_000)
+    #: Attempts per job, unless the job says otherwise.
+    max_attempts: int = Field(5, alias="PREDQ_MAX_ATTEMPTS", ge=1, le=MAX_ATTEMPTS_LIMIT)
+    #: Deadline of one attempt, create to final status; then the prediction is canceled.
+    attempt_timeout_s: float = Field(
+        600.0, alias="PREDQ_ATTEMPT_TIMEOUT_S", gt=0, le=ATTEMPT_TIMEOUT_LIMIT_S
+    )
+    #: Deadline of the create request alone (the replicate client sets none on creates).
+    create_timeout_s: float = Field(30.0, alias="PREDQ_CREATE_TIMEOUT_S", gt=0)
+    #: Backoff before attempt n+1 is drawn from [d/2, d], d = min(max, base * 2**(n-1)).
+    backoff_base_s: float = Field(2.0, alias="PREDQ_BACKOFF_BASE_S", gt=0)
+    backoff_max_s: float = Field(300.0, alias="PREDQ_BACKOFF_MAX_S", gt=0)
+    #: How often a running prediction is polled on Replicate.
+    poll_interval_s: float = Field(1.0, alias="PREDQ_POLL_INTERVAL_S", gt=0)
+    #: A running job's lease: another worker takes it over this long after its worker died.
+    lease_s: float = Field(15.0, alias="PREDQ_LEASE_S", ge=1)
+    #: Recoveries after worker deaths before the job is failed as a poison pill.
+    max_recoveries: int = Field(3, alias="PREDQ_MAX_RECOVERIES", ge=0)
+    #: On SIGTERM, how long running jobs may finish before they are handed over.
+    shutdown_grace_s: int = Field(30, alias="PREDQ_SHUTDOWN_GRACE_S", ge=0)
+    #: How often an idle worker looks for new jobs (arq's ``poll_delay``).
+    queue_poll_s: float = Field(0.2, alias="PREDQ_QUEUE_POLL_S", gt=0)
+    log_level: str = Field("INFO", alias="PREDQ_LOG_LEVEL")
+    log_format: LogFormat = Field("auto", alias="PREDQ_LOG_FORMAT")
+    replicate_api_token: SecretStr | None = Field(None, alias="REPLICATE_API_TOKEN", repr=False)
+    replicate_base_url: str | None = Field(None, alias="REPLICATE_BASE_URL")
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> WorkerConfig:
+        if self.backoff_max_s < self.backoff_base_s:
+            raise ValueError("PREDQ_BACKOFF_MAX_S must be at least PREDQ_BACKOFF_BASE_S")
+        return self
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in a log line."""
+        found = []
+        if self.replicate_api_token is not None:
+            found.append(self.replicate_api_token.get_secret_value())
+
+        password = urlsplit(self.redis_url).password
+        if password:
+            found.append(password)
+        return found

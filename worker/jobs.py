@@ -1,0 +1,240 @@
+"""run_prediction: one attempt at one job, from claim to the record's next state.
+
+    start (claim, attempts+1; or recovery of a running job whose worker died)
+      -> resume the stored prediction, or create one through async_run (its id stored at once)
+      -> succeeded | canceled | retrying (+ the queue entry due after the backoff) | failed
+
+Re-delivery is harmless: a job that is final (or was canceled) is skipped at the claim, and a
+worker whose job was taken over by another is fenced out of every later write (run token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, TypedDict
+
+import redis.exceptions
+import structlog
+from arq import Retry
+
+from producer import clock
+from producer.errors import RedisUnavailable
+from producer.models import ErrorInfo, ErrorKind, JobRecord, JobState
+from producer.store import JobStore, Transition
+from worker.config import WorkerConfig
+from worker.lease import Leases
+from worker.replicate_client import Outcome, Predictions, PredictionWatch
+from worker.retry import Verdict, classify, retry_delay_s
+
+log = structlog.get_logger(__name__)
+
+
+class WorkerContext(TypedDict):
+    """arq's ctx: the worker-wide dependencies made in on_startup, plus arq's per-job keys."""
+
+    redis: Any
+    config: WorkerConfig
+    store: JobStore
+    predictions: Predictions
+    leases: Leases
+    lease_task: asyncio.Task[None]
+    job_id: str
+    job_try: int
+
+
+async def run_prediction(ctx: WorkerContext, job_id: str) -> None:
+    """The arq function every job runs as. Raises arq.Retry to hand a job back to the queue.
+
+    Nothing escapes to arq as a plain exception: arq would drop the job while its record still
+    says it is live. Redis trouble hands the job back (due when its lease runs out); anything else
+    is a bug, recorded on the job as an ``internal`` failure.
+    """
+    leases = ctx["leases"]
+    try:
+        await leases.hold(job_id)
+        await _attempt(ctx, job_id)
+    except Retry:
+        raise
+    except (redis.exceptions.RedisError, RedisUnavailable, OSError) as exc:
+        log.warning("job.handed_back", job_id=job_id, error=f"{type(exc).__name__}: {exc}")
+        raise Retry() from exc
+    except Exception as exc:
+        log.exception("job.crashed", job_id=job_id)
+        error = ErrorInfo(
+            kind=ErrorKind.INTERNAL,
+            message=f"the worker failed unexpectedly: {type(exc).__name__}: {exc}",
+            attempt=0,
+            at=clock.now(),
+        )
+        await ctx["store"].fail(job_id, None, error)
+    finally:
+        leases.drop(job_id)
+
+
+async def _attempt(ctx: WorkerContext, job_id: str) -> None:
+    store, config = ctx["store"], ctx["config"]
+    claim, run = await store.start(job_id)
+    if not claim.ok or claim.record is None:
+        log.info("job.skipped", job_id=job_id, reason=claim.status, state=claim.previous)
+        return
+    record = claim.record
+    attempt = Attempt(ctx, record, run)
+    if claim.previous is JobState.RUNNING:
+        if record.recoveries > config.max_recoveries:
+            await attempt.give_up(
+                Verdict(
+                    ErrorKind.CRASHED,
+                    f"a worker died while running this job {record.recoveries} times "
+                    f"(limit {config.max_recoveries}): failed as a poison pill",
+                    retryable=False,
+                )
+            )
+            return
+        attempt.log.warning("job.recovered", recoveries=record.recoveries)
+    else:
+        attempt.log.info("job.running")
+    await attempt.execute()
+
+
+class Attempt:
+    """One claimed attempt: runs the prediction under the deadline and records how it ended."""
+
+    def __init__(self, ctx: WorkerContext, record: JobRecord, run: str) -> None:
+        self.ctx = ctx
+        self.record = record
+        self.run = run
+        self.store = ctx["store"]
+        self.config = ctx["config"]
+        self.watch = PredictionWatch(on_created=self._created, prediction_id=record.prediction_id)
+        self.log = log.bind(
+            job_id=record.id,
+            attempt=record.attempts,
+            model=record.model,
+            prediction_id=record.prediction_id,
+        )
+
+    @property
+    def timeout_s(self) -> float:
+        return self.record.attempt_timeout_s or self.config.attempt_timeout_s
+
+    async def _created(self, prediction_id: str) -> None:
+        self.log = self.log.bind(prediction_id=prediction_id)
+        transition = await self.store.set_prediction_id(self.record.id, self.run, prediction_id)
+        self.log.info("prediction.created", stored=transition.status)
+
+    async def execute(self) -> None:
+        deadline = asyncio.timeout(self.timeout_s)
+        try:
+            async with deadline:
+                outcome = await self.ctx["predictions"].run(
+                    self.record.model, self.record.input, self.watch
+                )
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            await self._cancel_remote()
+            verdict = Verdict(
+                ErrorKind.TIMEOUT,
+                f"the attempt's deadline of {self.timeout_s:g} s passed; "
+                "its prediction was canceled",
+                retryable=True,
+                keep_prediction=False,
+            )
+        except Exception as exc:
+            verdict = classify(exc, prediction_known=self.watch.prediction_id is not None)
+            self.log.debug("attempt.error", exc_info=True)
+        else:
+            await self._finish(outcome)
+            return
+        await self.give_up(verdict)
+
+    async def _finish(self, outcome: Outcome) -> None:
+        if outcome.status == "aborted":
+            verdict = Verdict(
+                ErrorKind.TRANSIENT,
+                "Replicate aborted the prediction before it started",
+                retryable=True,
+                keep_prediction=False,
+            )
+            await self.give_up(verdict)
+            return
+        if outcome.status == "canceled":
+            error = self._error(Verdict(ErrorKind.CANCELED, "canceled on Replicate", False))
+            transition = await self.store.cancel(self.record.id, run=self.run, error=error)
+            self._logged(transition, "job.canceled")
+            return
+        transition = await self.store.succeed(
+            self.record.id,
+            self.run,
+            json.dumps(outcome.output),
+            prediction_id=self.watch.prediction_id,
+        )
+        self._logged(transition, "job.succeeded")
+
+    async def give_up(self, verdict: Verdict) -> None:
+        """End this attempt with ``verdict``: retry later if allowed and left, else fail the job."""
+        attempts_allowed = self.record.max_attempts or self.config.max_attempts
+        attempt = self.record.attempts
+        if verdict.retryable and attempt < attempts_allowed:
+            retry_after = self.watch.retry_after_s if verdict.kind is ErrorKind.THROTTLED else None
+            delay_s = retry_delay_s(
+                attempt,
+                base_s=self.config.backoff_base_s,
+                max_s=self.config.backoff_max_s,
+                retry_after_s=retry_after,
+            )
+            keep = self.watch.prediction_id if verdict.keep_prediction else None
+            self.ctx["leases"].drop(self.record.id)
+            transition = await self.store.retry_later(
+                self.record.id, self.run, self._error(verdict, delay_s), prediction_id=keep
+            )
+            self._logged(transition, "job.retrying", error=verdict.message, retry_in_s=delay_s)
+            if transition.ok:
+                raise Retry()  # no defer: retry_later already set when the job is due
+            return
+        if verdict.retryable:
+            verdict = Verdict(
+                verdict.kind,
+                f"{verdict.message} (attempt {attempt} of {attempts_allowed}: no attempts left)",
+                retryable=False,
+                status_code=verdict.status_code,
+            )
+        transition = await self.store.fail(
+            self.record.id, self.run, self._error(verdict), prediction_id=self.watch.prediction_id
+        )
+        self._logged(transition, "job.failed", error=verdict.message)
+
+    def _error(self, verdict: Verdict, retry_in_s: float | None = None) -> ErrorInfo:
+        return ErrorInfo(
+            kind=verdict.kind,
+            message=verdict.message,
+            attempt=self.record.attempts,
+            at=clock.now(),
+            status_code=verdict.status_code,
+            prediction_id=self.watch.prediction_id,
+            retry_in_s=retry_in_s,
+        )
+
+    async def _cancel_remote(self) -> None:
+        prediction_id = self.watch.prediction_id
+        if prediction_id is None:
+            return
+        try:
+            await self.ctx["predictions"].cancel(prediction_id)
+            self.log.info("prediction.canceled")
+        except Exception as exc:
+            self.log.warning("prediction.cancel_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _logged(self, transition: Transition, event: str, **fields: Any) -> None:
+        if transition.ok:
+            level = "error" if event == "job.failed" else "info"
+            getattr(self.log, level)(event, **fields)
+        else:
+            # A user canceled the job meanwhile, or another worker took it over: its state stands.
+            self.log.warning(
+                "job.outcome_discarded",
+                outcome=event,
+                reason=transition.status,
+                state=transition.previous,
+            )

@@ -1,0 +1,130 @@
+"""The worker's composition root: ``arq worker.main.Settings``.
+
+arq reads its settings from class attributes when it imports this module, so this is the one place
+where the worker reads the environment (``WorkerConfig.from_env(os.environ)``), once. Everything else
+gets the config, the Redis pool, the JobStore and the replicate client through arq's ctx, made in
+``on_startup`` (inside the worker's event loop) and closed in ``on_shutdown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, cast
+
+import redis.exceptions
+import structlog
+from arq.connections import RedisSettings
+from arq.worker import func
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
+
+from producer.keys import JOB_FUNCTION
+from producer.logs import configure_logging
+from producer.models import ATTEMPT_TIMEOUT_LIMIT_S
+from producer.store import JobStore
+from worker.config import WorkerConfig
+from worker.jobs import WorkerContext, run_prediction
+from worker.lease import Leases
+from worker.replicate_client import Predictions
+
+log = structlog.get_logger(__name__)
+
+#: arq's own timeout never preempts ours: the longest per-job deadline plus room to record it.
+ARQ_JOB_TIMEOUT_S = int(ATTEMPT_TIMEOUT_LIMIT_S) + 600
+#: arq's try counter counts crashes and shutdowns too; predq counts attempts itself.
+ARQ_MAX_TRIES = 1_000_000
+
+
+def serialize(data: dict[str, Any]) -> bytes:
+    """arq payloads as JSON, never pickle (``default=str`` so arq can record an exception)."""
+    return json.dumps(data, default=str).encode()
+
+
+def deserialize(raw: bytes) -> dict[str, Any]:
+    return cast(dict[str, Any], json.loads(raw))
+
+
+def redis_settings(config: WorkerConfig) -> RedisSettings:
+    """arq's connection settings: commands are retried with backoff through a Redis restart."""
+    settings = RedisSettings.from_dsn(config.redis_url)
+    settings.conn_timeout = int(max(1, config.redis_timeout_s))
+    settings.conn_retries = 30
+    settings.conn_retry_delay = 1
+    settings.max_connections = config.concurrency + 50
+    settings.retry_on_timeout = True
+    settings.retry_on_error = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    settings.retry = RedisRetry(ExponentialBackoff(cap=2.0, base=0.1), 30)
+    return settings
+
+
+def build_settings(environ: Mapping[str, str]) -> type:
+    """The class arq reads its Worker arguments from, for the configuration in ``environ``."""
+    config = WorkerConfig.from_env(environ)
+
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        configure_logging(config.log_level, config.log_format, secrets=config.secrets())
+        logging.getLogger("arq").handlers.clear()  # arq's CLI adds its own; ours is on the root
+        job_ctx = cast(WorkerContext, ctx)
+        job_ctx["config"] = config
+        job_ctx["store"] = JobStore(ctx["redis"], config)
+        job_ctx["predictions"] = Predictions(config)
+        leases = Leases(ctx["redis"], queue_name=config.queue_name, lease_s=config.lease_s)
+        job_ctx["leases"] = leases
+        job_ctx["lease_task"] = asyncio.create_task(leases.keep_renewing())
+        log.info(
+            "worker.started",
+            queue=config.queue_name,
+            concurrency=config.concurrency,
+            redis=config.redis_url_redacted,
+            replicate=config.replicate_base_url or "https://api.replicate.com",
+        )
+
+    async def on_shutdown(ctx: dict[str, Any]) -> None:
+        job_ctx = cast(WorkerContext, ctx)
+        task = job_ctx.get("lease_task")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        predictions = job_ctx.get("predictions")
+        if predictions is not None:
+            await predictions.aclose()
+        log.info("worker.stopped")
+
+    class Settings:
+        functions = (
+            func(
+                run_prediction,  # type: ignore[arg-type]
+                name=JOB_FUNCTION,
+                timeout=ARQ_JOB_TIMEOUT_S,
+                max_tries=ARQ_MAX_TRIES,
+                keep_result=0,
+            ),
+        )
+        queue_name = config.queue_name
+        max_jobs = config.concurrency
+        # Running jobs' queue scores sit in the future (see worker/lease.py), so a small read
+        # window suffices: it only ever holds due jobs.
+        queue_read_limit = max(100, 2 * config.concurrency)
+        poll_delay = config.queue_poll_s
+        job_timeout = ARQ_JOB_TIMEOUT_S
+        max_tries = ARQ_MAX_TRIES
+        keep_result = 0
+        job_completion_wait = config.shutdown_grace_s
+        health_check_interval = 10
+        job_serializer = staticmethod(serialize)
+        job_deserializer = staticmethod(deserialize)
+
+    Settings.on_startup = staticmethod(on_startup)  # type: ignore[attr-defined]
+    Settings.on_shutdown = staticmethod(on_shutdown)  # type: ignore[attr-defined]
+    Settings.redis_settings = redis_settings(config)  # type: ignore[attr-defined]
+    Settings.config = config  # type: ignore[attr-defined]
+    return Settings
+
+
+Settings = build_settings(os.environ)

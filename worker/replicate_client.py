@@ -1,0 +1,185 @@
+"""The only code that talks to Replicate: a worker-owned ``replicate.Client`` and what it sees.
+
+New predictions run through ``replicate.Client.async_run`` (``wait=False``: no ``Prefer: wait``, so no
+early return of a ``processing`` prediction, and polling at ``poll_interval_s``). ``async_run`` never
+shows the prediction id, so the client's HTTP transport is wrapped by ``ObservingTransport``: it reads
+every prediction response of the current attempt (a ContextVar says which attempt), and hands the id
+of a create to the job *before* the client itself sees the response. The job stores it right then, so
+a retry or a recovered job resumes that prediction instead of paying for a second one.
+
+The same transport records the last status seen (``async_run`` returns None for a canceled
+prediction instead of raising), the raw status ``aborted`` (which 1.0.7 cannot parse), and
+``Retry-After`` on 429s (``ReplicateError`` drops the headers).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import structlog
+from pydantic.v1 import ValidationError as PredictionParseError
+from replicate.client import Client as ReplicateClient
+from replicate.exceptions import ModelError
+
+from worker.config import WorkerConfig
+
+log = structlog.get_logger(__name__)
+
+_CREATE_PATH = re.compile(r"/v1/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)$")
+_PREDICTION_PATH = re.compile(r"/v1/predictions/[^/]+(?:/cancel)?$")
+FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
+
+OnCreated = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class PredictionWatch:
+    """One attempt's view of its prediction, filled in by ObservingTransport as responses arrive."""
+
+    on_created: OnCreated
+    prediction_id: str | None = None
+    status: str | None = None
+    #: Seconds Replicate asked us to wait on its last 429, if it said.
+    retry_after_s: float | None = None
+    #: Whether ``on_created`` stored the id (False: storing failed, try again later).
+    stored: bool = False
+    last: dict[str, Any] = field(default_factory=dict)
+
+
+_current_watch: contextvars.ContextVar[PredictionWatch | None] = contextvars.ContextVar(
+    "predq_prediction_watch", default=None
+)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header given in seconds; None if absent or not a number."""
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+class ObservingTransport(httpx.AsyncBaseTransport):
+    """Wraps the real transport; reports prediction responses to the current PredictionWatch."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, create_timeout_s: float) -> None:
+        self._inner = inner
+        self._create_timeout = httpx.Timeout(create_timeout_s).as_dict()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        is_create = request.method == "POST" and _CREATE_PATH.search(path) is not None
+        if is_create:
+            # The replicate client sends creates with no timeout at all.
+            request.extensions["timeout"] = self._create_timeout
+        response = await self._inner.handle_async_request(request)
+        watch = _current_watch.get()
+        if watch is None or not (is_create or _PREDICTION_PATH.search(path)):
+            return response
+        if response.status_code == 429:
+            watch.retry_after_s = parse_retry_after(response.headers.get("retry-after"))
+        if 200 <= response.status_code < 300:
+            await response.aread()
+            await self._observe(watch, response.content, is_create=is_create)
+        return response
+
+    async def _observe(self, watch: PredictionWatch, body: bytes, *, is_create: bool) -> None:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            return
+        watch.last = data
+        watch.status = data.get("status")
+        if is_create and watch.prediction_id is None:
+            watch.prediction_id = data["id"]
+            try:
+                await watch.on_created(data["id"])
+                watch.stored = True
+            except Exception:
+                # Keep going: the attempt still knows the id and stores it with its outcome.
+                log.warning("prediction.id_not_stored", prediction_id=data["id"], exc_info=True)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a prediction ended (exceptions cover failures: ModelError and the rest)."""
+
+    status: Literal["succeeded", "canceled", "aborted"]
+    output: Any = None
+
+
+class Predictions:
+    """Runs and resumes predictions on one ``replicate.Client`` owned by this worker process.
+
+    Create it inside the worker's event loop (the client's httpx pool binds to the first loop).
+    """
+
+    def __init__(self, config: WorkerConfig) -> None:
+        token = config.replicate_api_token
+        transport = ObservingTransport(
+            httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(
+                    max_connections=max(100, config.concurrency),
+                    max_keepalive_connections=max(20, config.concurrency),
+                )
+            ),
+            create_timeout_s=config.create_timeout_s,
+        )
+        self._transport = transport
+        self._client = ReplicateClient(
+            api_token=token.get_secret_value() if token is not None else None,
+            base_url=config.replicate_base_url,
+            timeout=httpx.Timeout(30.0, connect=10.0, pool=30.0),
+            transport=transport,
+        )
+        self._client.poll_interval = config.poll_interval_s
+
+    async def run(self, model: str, input: dict[str, Any], watch: PredictionWatch) -> Outcome:
+        """Run ``model`` on ``input`` to a final status, or resume ``watch.prediction_id`` if set.
+
+        Raises ModelError when the prediction failed, and ReplicateError / httpx errors as they
+        come; ``watch`` says how far it got (the id, the last status, any Retry-After).
+        """
+        token = _current_watch.set(watch)
+        try:
+            if watch.prediction_id is not None:
+                return await self._resume(watch.prediction_id)
+            output = await self._client.async_run(
+                model, input=input, wait=False, use_file_output=False
+            )
+        except PredictionParseError:
+            if watch.status == "aborted":
+                return Outcome("aborted")
+            raise
+        finally:
+            _current_watch.reset(token)
+        if watch.status == "canceled":
+            return Outcome("canceled", output)
+        return Outcome("succeeded", output)
+
+    async def _resume(self, prediction_id: str) -> Outcome:
+        prediction = await self._client.predictions.async_get(prediction_id)
+        await prediction.async_wait()
+        if prediction.status == "failed":
+            raise ModelError(prediction)
+        if prediction.status == "canceled":
+            return Outcome("canceled", prediction.output)
+        return Outcome("succeeded", prediction.output)
+
+    async def cancel(self, prediction_id: str) -> None:
+        """Ask Replicate to cancel the prediction (it stops running and billing)."""
+        await self._client.predictions.async_cancel(prediction_id)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
