@@ -213,7 +213,7 @@ def test_store_counts_duplicates_and_the_busiest_minute() -> None:
         store.add(_prediction(seq, created_s, inp={"same": seq % 2}))
     counters = store.counters
     assert counters.duplicate_inputs == len(times) - 2
-    assert counters.max_creates_per_60s == 4  # 10, 20, 59, 60 (or 20..61)
+    assert counters.max_creates_per_60s == 5  # 10, 20, 59, 60, 61: within (1, 61]
     assert store.outcome_counts(1000.0) == {"succeeded": 7, "failed": 0, "in_flight": 0}
     assert store.outcome_counts(200.5)["in_flight"] == 1
     with pytest.raises(ValueError, match="seq"):

@@ -1,0 +1,236 @@
+"""``predq demo``: the whole system on one machine, start to finish, in well under a minute.
+
+Starts what is not configured (a private redis-server when ``REDIS_URL`` is unset, the sandbox when
+``REPLICATE_API_TOKEN`` is unset), two ``arq worker.main.Settings`` processes, enqueues jobs (most
+succeed after some latency, a few fail on purpose), shows a live progress bar, prints a summary and
+one job's full record, and stops everything it started, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from producer.client import Producer
+from producer.config import Config
+from producer.errors import InvalidRequest
+from producer.models import JobRecord, JobState
+
+FAILING_JOBS = 3
+REAL_REPLICATE_DEFAULT_JOBS = 5
+_STOP_TIMEOUT_S = 35
+
+
+def run_demo(args: argparse.Namespace, config: Config, *, environ: Mapping[str, str]) -> int:
+    """Run the demo; returns the process exit code (0 when every job ended as planned)."""
+    console = Console()
+    use_replicate = bool(environ.get("REPLICATE_API_TOKEN"))
+    if use_replicate and not args.model:
+        raise InvalidRequest("with REPLICATE_API_TOKEN set, choose the model: --model owner/name")
+    if args.jobs < 1 or args.workers < 1:
+        raise InvalidRequest("--jobs and --workers must be at least 1")
+    with tempfile.TemporaryDirectory(prefix="predq-demo-") as tmp, ExitStack() as stack:
+        logs = Path(tmp)
+        redis_url = environ.get("REDIS_URL") or stack.enter_context(_local_redis(console))
+        env = {**environ, "REDIS_URL": redis_url, "PREDQ_LOG_FORMAT": "json"}
+        if use_replicate:
+            console.print(f"[bold]Replicate[/]: the real API, model {args.model}")
+        else:
+            env["REPLICATE_BASE_URL"] = stack.enter_context(_sandbox(console, logs))
+            env["REPLICATE_API_TOKEN"] = "sandbox"
+        stack.enter_context(_workers(console, args.workers, env, logs))
+        jobs = args.jobs if not use_replicate or args.jobs != 50 else REAL_REPLICATE_DEFAULT_JOBS
+        plan = _plan(jobs, args.model, args.input)
+        demo_config = config.model_copy(update={"redis_url": redis_url})
+        try:
+            records, wall_s = asyncio.run(_enqueue_and_watch(demo_config, plan, console))
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: stopping everything the demo started[/]")
+            return 130
+        _summary(console, records, wall_s)
+        expected_failures = 0 if args.model else FAILING_JOBS
+        failed = sum(r.state is not JobState.SUCCEEDED for r in records)
+        if failed != expected_failures:
+            console.print(f"[red]{failed} jobs did not succeed; expected {expected_failures}.[/]")
+            console.print(f"worker logs: {logs} (removed on exit)")
+            _tail_logs(console, logs)
+            return 1
+        return 0
+
+
+def _plan(
+    count: int, model: str | None, input_json: str | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """(model, input) for every job: sandbox models unless ``model`` is given."""
+    if model:
+        payload = json.loads(input_json) if input_json else {"prompt": "a lighthouse at dusk"}
+        return [(model, {**payload}) for _ in range(count)]
+    rng = random.Random(42)
+    plan: list[tuple[str, dict[str, Any]]] = []
+    failing = set(rng.sample(range(count), min(FAILING_JOBS, count)))
+    for n in range(count):
+        if n in failing:
+            plan.append(("sandbox/fail", {"message": f"job {n} fails on purpose"}))
+        elif n % 10 == 3:
+            plan.append(("sandbox/image", {"prompt": f"image {n}", "num_outputs": 2}))
+        else:
+            plan.append(("sandbox/sleep", {"seconds": round(rng.uniform(0.5, 3.0), 2), "n": n}))
+    return plan
+
+
+async def _enqueue_and_watch(
+    config: Config, plan: list[tuple[str, dict[str, Any]]], console: Console
+) -> tuple[list[JobRecord], float]:
+    async with Producer(config=config) as producer:
+        started = time.monotonic()
+        queued = await asyncio.gather(*(producer.enqueue(m, i) for m, i in plan))
+        console.print(f"enqueued [bold]{len(queued)}[/] jobs")
+        columns = (
+            TextColumn("[bold]jobs"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("", total=len(queued))
+            while True:
+                records = [r for r in await asyncio.gather(*(producer.get(j.id) for j in queued))]
+                current = [r for r in records if r is not None]
+                counts = Counter(r.state.value for r in current)
+                done = sum(r.is_final for r in current)
+                progress.update(task, completed=done, description=_counts(counts))
+                if done == len(queued):
+                    return current, time.monotonic() - started
+                await asyncio.sleep(0.2)
+
+
+def _counts(counts: Counter[str]) -> str:
+    return " ".join(f"{state.value} {counts[state.value]}" for state in JobState if counts[state])
+
+
+def _summary(console: Console, records: list[JobRecord], wall_s: float) -> None:
+    latencies = sorted(
+        (r.finished_at - r.created_at).total_seconds() for r in records if r.finished_at
+    )
+    table = Table(title="predq demo: summary")
+    table.add_column("state")
+    table.add_column("jobs", justify="right")
+    counts = Counter(r.state for r in records)
+    for state in JobState:
+        if counts[state]:
+            table.add_row(state.value, str(counts[state]))
+    table.add_section()
+    if latencies:
+        quantiles = statistics.quantiles(latencies, n=20, method="inclusive")
+        table.add_row("p50 latency", f"{statistics.median(latencies):.2f} s")
+        table.add_row("p95 latency", f"{quantiles[18]:.2f} s")
+    table.add_row("throughput", f"{len(records) / wall_s:.1f} jobs/s ({wall_s:.1f} s wall)")
+    table.add_row("attempts", str(sum(r.attempts for r in records)))
+    console.print(table)
+    shown = max(records, key=lambda r: (r.state is JobState.SUCCEEDED, len(r.errors)))
+    console.print(f"[bold]one job's full record[/] ({shown.id}):")
+    console.print_json(shown.model_dump_json())
+    failed = next((r for r in records if r.state is JobState.FAILED), None)
+    if failed is not None and failed.error is not None:
+        console.print(f"[bold]a failed job's error[/]: {failed.error.message}")
+
+
+@contextmanager
+def _local_redis(console: Console) -> Iterator[str]:
+    from sandbox.local_redis import LocalRedis
+
+    server = LocalRedis(appendonly=False)
+    server.start()
+    console.print(f"[bold]Redis[/]: a private redis-server at {server.url} (REDIS_URL is unset)")
+    try:
+        yield server.url
+    finally:
+        server.close()
+
+
+@contextmanager
+def _sandbox(console: Console, logs: Path) -> Iterator[str]:
+    command = [sys.executable, "-m", "sandbox", "--port", "0", "--latency", "1",
+               "--throttle-rate", "0.05", "--retry-after", "1", "--seed", "1",
+               "--log-level", "warning"]  # fmt: skip
+    with (logs / "sandbox.log").open("wb") as log:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().decode().strip()
+        if not line.startswith("sandbox listening on "):
+            raise RuntimeError(f"the sandbox did not start: {(logs / 'sandbox.log').read_text()}")
+        url = line.removeprefix("sandbox listening on ")
+        console.print(
+            f"[bold]Replicate[/]: the local sandbox at {url} (REPLICATE_API_TOKEN is unset; "
+            "5% of requests are throttled, to show retries)"
+        )
+        yield url
+    finally:
+        _stop([process])
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@contextmanager
+def _workers(console: Console, count: int, env: Mapping[str, str], logs: Path) -> Iterator[None]:
+    processes = []
+    for n in range(count):
+        with (logs / f"worker-{n}.log").open("wb") as log:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "arq", "worker.main.Settings"],
+                    env=dict(env),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    console.print(f"[bold]workers[/]: {count} processes (arq worker.main.Settings)")
+    try:
+        yield
+    finally:
+        _stop(processes)
+
+
+def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + _STOP_TIMEOUT_S
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _tail_logs(console: Console, logs: Path) -> None:
+    for path in sorted(logs.glob("*.log")):
+        lines = path.read_text(errors="replace").splitlines()[-5:]
+        console.print(f"[dim]--- {path.name}[/]")
+        for line in lines:
+            console.print(line, markup=False, highlight=False)
+
+
+if os.name != "posix":  # pragma: no cover
+    raise ImportError("the demo needs a POSIX system (it manages subprocesses with signals)")
