@@ -67,12 +67,14 @@ def build_settings(environ: Mapping[str, str]) -> type:
     config = WorkerConfig.from_env(environ)
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        configure_logging(config.log_level, config.log_format, secrets=config.secrets())
-        logging.getLogger("arq").handlers.clear()  # arq's CLI adds its own; ours is on the root
+        if ctx.get("configure_logging", True):  # an embedding process (a test) may say no
+            configure_logging(config.log_level, config.log_format, secrets=config.secrets())
+            logging.getLogger("arq").handlers.clear()  # arq's CLI adds one; ours is the root's
         job_ctx = cast(WorkerContext, ctx)
         job_ctx["config"] = config
         job_ctx["store"] = JobStore(ctx["redis"], config)
-        job_ctx["predictions"] = Predictions(config)
+        # ctx may carry an HTTP transport (tests run the sandbox in-process through one).
+        job_ctx["predictions"] = Predictions(config, transport=ctx.get("http_transport"))
         leases = Leases(ctx["redis"], queue_name=config.queue_name, lease_s=config.lease_s)
         job_ctx["leases"] = leases
         job_ctx["lease_task"] = asyncio.create_task(leases.keep_renewing())

@@ -125,18 +125,19 @@ class Predictions:
     Create it inside the worker's event loop (the client's httpx pool binds to the first loop).
     """
 
-    def __init__(self, config: WorkerConfig) -> None:
+    def __init__(
+        self, config: WorkerConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """``transport`` replaces the HTTP transport (e.g. ``httpx.ASGITransport`` in tests)."""
         token = config.replicate_api_token
-        transport = ObservingTransport(
-            httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(
-                    max_connections=max(100, config.concurrency),
-                    max_keepalive_connections=max(20, config.concurrency),
-                )
-            ),
-            create_timeout_s=config.create_timeout_s,
+        inner = transport or httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(
+                max_connections=max(100, config.concurrency),
+                max_keepalive_connections=max(20, config.concurrency),
+            )
         )
-        self._transport = transport
+        transport = ObservingTransport(inner, create_timeout_s=config.create_timeout_s)
+        self._transport: ObservingTransport = transport
         self._client = ReplicateClient(
             api_token=token.get_secret_value() if token is not None else None,
             base_url=config.replicate_base_url,

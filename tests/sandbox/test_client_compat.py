@@ -88,9 +88,9 @@ async def test_image_outputs_are_served_pngs(sb: InProcess) -> None:
     assert missing.status_code == 404
 
 
-async def test_prediction_json_shape_and_lifecycle(sb: InProcess) -> None:
+async def test_prediction_json_shape(sb: InProcess) -> None:
     created = await sb.client.models.predictions.async_create(
-        model="sandbox/sleep", input={"seconds": 0.5}
+        model="sandbox/sleep", input={"seconds": 30}
     )
     assert created.status == "starting"
     assert ID_PATTERN.match(created.id)
@@ -99,9 +99,16 @@ async def test_prediction_json_shape_and_lifecycle(sb: InProcess) -> None:
     assert created.urls["cancel"] == f"http://sandbox/v1/predictions/{created.id}/cancel"
     raw = (await sb.http.get(f"/v1/predictions/{created.id}")).json()
     assert raw["status"] in {"starting", "processing"}
+    assert (raw["output"], raw["error"], raw["completed_at"]) == (None, None, None)
     assert raw["data_removed"] is False
     assert raw["source"] == "api"
     assert "metrics" not in raw
+
+
+async def test_prediction_lifecycle_to_succeeded(sb: InProcess) -> None:
+    created = await sb.client.models.predictions.async_create(
+        model="sandbox/sleep", input={"seconds": 0.5}
+    )
     done = await sb.client.predictions.async_get(created.id)
     await done.async_wait()
     assert done.status == "succeeded"
@@ -188,7 +195,7 @@ async def test_without_prefer_create_answers_starting_at_once(sb: InProcess) -> 
     prediction = await sb.client.models.predictions.async_create(
         model="sandbox/sleep", input={"seconds": 5}
     )
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2.5
     assert prediction.status == "starting"
     response = await sb.http.post("/v1/predictions", json={"version": "x", "input": {}})
     assert "preference-applied" not in response.headers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import socket
 from typing import Any
 
 import httpx
@@ -149,10 +150,13 @@ async def test_failed_delivery_is_retried_with_the_same_id(make_sandbox: MakeSan
 async def test_undeliverable_webhook_counts_as_failed(make_sandbox: MakeSandbox) -> None:
     sb = await make_sandbox(SandboxConfig(latency_s=0.0))  # the real network transport
     sb.state.webhooks.retry_delays_s = (0.01, 0.01)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
     await sb.client.models.predictions.async_create(
         model="sandbox/echo",
         input={},
-        webhook="http://127.0.0.1:9/closed",
+        webhook=f"http://127.0.0.1:{closed_port}/closed",
         webhook_events_filter=["completed"],
     )
 

@@ -1,0 +1,111 @@
+"""Producer behaviour against a real redis-server: idempotency under races, honest lookups,
+bad input that writes nothing, the thread-safe SyncProducer, and a clear error when Redis is down."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from producer import JobNotFound, JobState, Producer, RedisUnavailable, SyncProducer, WaitTimeout
+from producer.config import Config
+from producer.errors import InputTooLarge, InvalidInput, InvalidModelRef, InvalidRequest
+from sandbox.local_redis import free_port
+
+pytestmark = pytest.mark.integration
+
+
+async def test_fifty_concurrent_enqueues_with_one_key_make_one_job(
+    producer: Producer, redis_url: str
+) -> None:
+    records = await asyncio.gather(
+        *(
+            producer.enqueue("sandbox/echo", {"n": n}, idempotency_key="checkout-42")
+            for n in range(50)
+        )
+    )
+    assert len({r.id for r in records}) == 1
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.zcard(producer.config.queue_name) == 1
+        assert len(client.keys("predq:job:*")) == 1
+        assert len(client.keys("arq:job:*")) == 1
+    finally:
+        client.close()
+
+
+async def test_an_idempotency_key_returns_its_job_whatever_its_state(producer: Producer) -> None:
+    first = await producer.enqueue("sandbox/echo", {}, idempotency_key="k")
+    await producer.cancel(first.id)
+    again = await producer.enqueue("sandbox/echo", {}, idempotency_key="k")
+    assert again.id == first.id and again.state is JobState.CANCELED
+    other = await producer.enqueue("sandbox/echo", {}, idempotency_key="other")
+    assert other.id != first.id
+
+
+async def test_an_unknown_id_is_not_found_never_queued(producer: Producer) -> None:
+    assert await producer.get("0" * 32) is None
+    with pytest.raises(JobNotFound, match="not found"):
+        await producer.wait("0" * 32, timeout_s=1)
+    with pytest.raises(JobNotFound):
+        await producer.cancel("0" * 32)
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "error"),
+    [
+        ("not-a-model", {}, InvalidModelRef),
+        ("owner/name", ["a", "list"], InvalidInput),
+        ("owner/name", {"x": float("inf")}, InvalidInput),
+        ("owner/name", {"x": b"bytes"}, InvalidInput),
+        ("owner/name", {"x": "y" * 300_000}, InputTooLarge),
+    ],
+)
+async def test_bad_input_raises_its_error_and_writes_nothing(
+    producer: Producer, redis_url: str, model: str, data: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        await producer.enqueue(model, data)  # type: ignore[arg-type]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.dbsize() == 0
+    finally:
+        client.close()
+
+
+async def test_wait_gives_up_with_wait_timeout(producer: Producer) -> None:
+    job = await producer.enqueue("sandbox/echo", {})  # no worker runs
+    with pytest.raises(WaitTimeout, match="still queued"):
+        await producer.wait(job.id, timeout_s=0.3)
+    with pytest.raises(InvalidRequest):
+        await producer.wait(job.id, timeout_s=0)
+
+
+def test_sync_producer_is_shared_between_threads(redis_url: str) -> None:
+    with SyncProducer(redis_url) as producer:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            records = list(
+                pool.map(lambda n: producer.enqueue("sandbox/echo", {"n": n}), range(40))
+            )
+        assert len({r.id for r in records}) == 40
+        fetched = producer.get(records[7].id)
+        assert fetched is not None and fetched.input == {"n": 7}
+        assert producer.cancel(records[0].id).state is JobState.CANCELED
+        assert producer.get("missing") is None
+
+
+async def test_unreachable_redis_is_a_clear_error_not_a_hang() -> None:
+    url = f"redis://user:s3cret-pass@127.0.0.1:{free_port()}/0"
+    config = Config(redis_url=url, redis_timeout_s=1)
+    started = time.monotonic()
+    async with Producer(config=config) as producer:
+        with pytest.raises(RedisUnavailable) as raised:
+            await producer.enqueue("sandbox/echo", {})
+        with pytest.raises(RedisUnavailable):
+            await producer.get("x")
+    assert "s3cret-pass" not in str(raised.value)
+    assert "***" in str(raised.value)
+    assert time.monotonic() - started < 30  # a generous bound: the point is "it returns"
