@@ -114,7 +114,9 @@ class Sandbox:
             sandbox.models.InvalidInput: the input does not fit the model (nothing is stored).
         """
         store = self.store
-        created_s = max(self.clock(), store.last_created_s)
+        # Whole microseconds, so that `created_at` parses back to exactly `created_s` and a
+        # `created_after=<a prediction's created_at>` filter excludes that prediction.
+        created_s = round(max(self.clock(), store.last_created_s), 6)
         prediction_id = new_prediction_id(self._ids)
         run = lookup(model).run(input, RunContext(self.config.latency_s, prediction_id, base_url))
         prediction = Prediction(

@@ -34,12 +34,14 @@ def test_enqueue_wait_status(redis_url: str, workers: Workers, sandbox: Sandbox)
     done = predq(redis_url, "enqueue", "sandbox/echo", "--input", '{"a": 1}', "--wait", "--json")
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
-    assert RECORD_FIELDS <= record.keys()
-    assert record["state"] == "succeeded" and record["output"] == {"a": 1}
+    assert record.keys() >= RECORD_FIELDS
+    assert record["state"] == "succeeded"
+    assert record["output"] == {"a": 1}
 
     status = predq(redis_url, "status", record["id"])
     assert status.returncode == 0
-    assert "state:" in status.stdout and "succeeded" in status.stdout
+    assert "state:" in status.stdout
+    assert "succeeded" in status.stdout
 
     failed = predq(redis_url, "enqueue", "sandbox/fail", "--input", "-", "--wait", stdin="{}")
     assert failed.returncode == 1
@@ -80,7 +82,9 @@ def test_errors_are_one_line_with_an_exit_code(
 def test_wait_timeout_and_unreachable_redis(redis_url: str) -> None:
     job_id = predq(redis_url, "enqueue", "o/n", "--input", "{}").stdout.strip()
     timed_out = predq(redis_url, "wait", job_id, "--timeout", "0.3")
-    assert timed_out.returncode == 5 and "still queued" in timed_out.stderr
+    assert timed_out.returncode == 5
+    assert "still queued" in timed_out.stderr
     down = predq("redis://:pw-secret@127.0.0.1:1/0", "status", job_id)
     assert down.returncode == 4
-    assert "unavailable" in down.stderr and "pw-secret" not in down.stderr
+    assert "unavailable" in down.stderr
+    assert "pw-secret" not in down.stderr

@@ -26,7 +26,8 @@ async def test_jobs_succeed_through_worker_processes(
         assert record.output == {"n": n, "text": "é"}
         assert record.attempts == 1
         assert record.prediction_id
-        assert record.started_at is not None and record.finished_at is not None
+        assert record.started_at is not None
+        assert record.finished_at is not None
     assert sandbox.stats()["created"] == 10
 
 
@@ -41,7 +42,8 @@ async def test_version_refs_and_file_outputs(
     assert versioned_done.state is JobState.SUCCEEDED
     assert versioned_done.output == {"a": 1}
     assert image_done.state is JobState.SUCCEEDED
-    assert isinstance(image_done.output, list) and len(image_done.output) == 2
+    assert isinstance(image_done.output, list)
+    assert len(image_done.output) == 2
     assert all(isinstance(url, str) and url.startswith("http") for url in image_done.output)
 
 
@@ -85,7 +87,8 @@ async def test_throttled_creates_are_retried_after_retry_after(
     assert all(e.status_code == 429 for e in record.errors)
     assert all(e.retry_in_s is not None and e.retry_in_s >= 1 for e in record.errors)
     stats = sandbox.stats()
-    assert stats["throttled"] == 2 and stats["created"] == 1
+    assert stats["throttled"] == 2
+    assert stats["created"] == 1
 
 
 async def test_server_errors_are_retried_and_a_known_prediction_is_resumed(
@@ -133,7 +136,8 @@ async def test_attempt_deadlines_cancel_the_prediction_and_exhaust_attempts(
     assert record.errors[-1].retry_in_s is None
     assert "no attempts left" in record.errors[-1].message
     stats = sandbox.stats()
-    assert stats["created"] == 3 and stats["canceled"] == 3
+    assert stats["created"] == 3
+    assert stats["canceled"] == 3
 
 
 async def test_a_prediction_canceled_on_replicate_ends_canceled(
@@ -150,15 +154,17 @@ async def test_a_prediction_canceled_on_replicate_ends_canceled(
             await asyncio.sleep(0.02)
 
     pid = await asyncio.wait_for(prediction_id(), timeout=20)
-    response = httpx.post(
-        f"{sandbox.url}/v1/predictions/{pid}/cancel",
-        headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
-    )
+    async with httpx.AsyncClient() as client:
+        response = await client.post(
+            f"{sandbox.url}/v1/predictions/{pid}/cancel",
+            headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"},
+        )
     assert response.status_code == 200
     record = await producer.wait(job.id, timeout_s=20)
     assert record.state is JobState.CANCELED
     assert record.output is None
-    assert record.error is not None and record.error.kind is ErrorKind.CANCELED
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.CANCELED
 
 
 def test_worker_logs_never_show_the_token(workers: Workers, sandbox: Sandbox) -> None:

@@ -41,7 +41,8 @@ async def test_an_idempotency_key_returns_its_job_whatever_its_state(producer: P
     first = await producer.enqueue("sandbox/echo", {}, idempotency_key="k")
     await producer.cancel(first.id)
     again = await producer.enqueue("sandbox/echo", {}, idempotency_key="k")
-    assert again.id == first.id and again.state is JobState.CANCELED
+    assert again.id == first.id
+    assert again.state is JobState.CANCELED
     other = await producer.enqueue("sandbox/echo", {}, idempotency_key="other")
     assert other.id != first.id
 
@@ -92,7 +93,8 @@ def test_sync_producer_is_shared_between_threads(redis_url: str) -> None:
             )
         assert len({r.id for r in records}) == 40
         fetched = producer.get(records[7].id)
-        assert fetched is not None and fetched.input == {"n": 7}
+        assert fetched is not None
+        assert fetched.input == {"n": 7}
         assert producer.cancel(records[0].id).state is JobState.CANCELED
         assert producer.get("missing") is None
 

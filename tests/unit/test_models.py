@@ -16,7 +16,11 @@ def build(**overrides: object) -> JobRequest:
 
 @pytest.mark.parametrize(
     "model",
-    ["owner/name", "black-forest-labs/flux-schnell", "meta/llama.3_70b:5c7d5dc6dd8bf75c1acaa8565735e7"],
+    [
+        "owner/name",
+        "black-forest-labs/flux-schnell",
+        "meta/llama.3_70b:5c7d5dc6dd8bf75c1acaa8565735e7",
+    ],
 )
 def test_model_refs_accepted(model: str) -> None:
     assert build(model=model).model == model

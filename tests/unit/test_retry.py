@@ -41,8 +41,13 @@ def test_http_statuses(
 
 
 def test_messages_carry_replicates_reason() -> None:
-    verdict = classify(replicate_error(422, "Input validation failed", "- prompt is required"), prediction_known=False)
-    assert verdict.message == "Replicate answered 422: Input validation failed - - prompt is required"
+    verdict = classify(
+        replicate_error(422, "Input validation failed", "- prompt is required"),
+        prediction_known=False,
+    )
+    assert (
+        verdict.message == "Replicate answered 422: Input validation failed - - prompt is required"
+    )
     assert "REPLICATE_API_TOKEN" in classify(replicate_error(401), prediction_known=False).message
     assert "credit" in classify(replicate_error(402), prediction_known=False).message
 
@@ -58,7 +63,9 @@ def test_messages_carry_replicates_reason() -> None:
 )
 def test_network_errors_are_transient(exc: Exception) -> None:
     verdict = classify(exc, prediction_known=True)
-    assert verdict.kind is ErrorKind.TRANSIENT and verdict.retryable and verdict.keep_prediction
+    assert verdict.kind is ErrorKind.TRANSIENT
+    assert verdict.retryable
+    assert verdict.keep_prediction
     assert "polling" in verdict.message
     assert "creating" in classify(exc, prediction_known=False).message
 
@@ -68,14 +75,17 @@ def test_model_errors_are_permanent_with_the_logs_tail() -> None:
         id="p1", model="o/n", version="v", status="failed", error="boom", logs="a\n" * 2000 + "end"
     )
     verdict = classify(ModelError(prediction), prediction_known=True)
-    assert verdict.kind is ErrorKind.MODEL and not verdict.retryable
+    assert verdict.kind is ErrorKind.MODEL
+    assert not verdict.retryable
     assert verdict.message.startswith("the prediction failed: boom")
-    assert verdict.message.endswith("end") and len(verdict.message) < 1200
+    assert verdict.message.endswith("end")
+    assert len(verdict.message) < 1200
 
 
 def test_unexpected_errors_are_internal_and_not_retried() -> None:
     verdict = classify(KeyError("x"), prediction_known=False)
-    assert verdict.kind is ErrorKind.INTERNAL and not verdict.retryable
+    assert verdict.kind is ErrorKind.INTERNAL
+    assert not verdict.retryable
 
 
 def test_backoff_grows_is_capped_and_never_near_zero() -> None:

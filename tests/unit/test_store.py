@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import fakeredis
-import pytest
 
 from producer import clock, keys
 from producer.config import Config
@@ -50,7 +49,8 @@ async def test_idempotency_key_returns_the_first_job_and_writes_nothing(
     first, created = await store.create(request(idempotency_key="order-1"))
     size = await fake_redis.dbsize()
     again, created_again = await store.create(request(idempotency_key="order-1", input={"y": 2}))
-    assert created and not created_again
+    assert created
+    assert not created_again
     assert again.id == first.id
     assert again.input == {"x": 1}
     assert await fake_redis.dbsize() == size
@@ -59,8 +59,10 @@ async def test_idempotency_key_returns_the_first_job_and_writes_nothing(
 async def test_attempt_lifecycle_to_success(store: JobStore) -> None:
     record, _ = await store.create(request())
     claim, run = await store.start(record.id)
-    assert claim.ok and claim.previous is JobState.QUEUED
-    assert claim.record is not None and claim.record.attempts == 1
+    assert claim.ok
+    assert claim.previous is JobState.QUEUED
+    assert claim.record is not None
+    assert claim.record.attempts == 1
     assert claim.record.started_at is not None
     assert (await store.set_prediction_id(record.id, run, "p1")).ok
     done = await store.succeed(record.id, run, json.dumps({"out": [1, {}]}), prediction_id="p1")
@@ -91,9 +93,12 @@ async def test_retry_keeps_every_error_and_reschedules(
     record, _ = await store.create(request())
     for attempt in (1, 2):
         claim, run = await store.start(record.id)
-        assert claim.record is not None and claim.record.attempts == attempt
+        assert claim.record is not None
+        assert claim.record.attempts == attempt
         before_ms = clock.to_ms(clock.now())
-        assert (await store.retry_later(record.id, run, error(retry_in_s=30), prediction_id=None)).ok
+        assert (
+            await store.retry_later(record.id, run, error(retry_in_s=30), prediction_id=None)
+        ).ok
         score = await fake_redis.zscore(config.queue_name, record.id)
         assert score >= before_ms + 30_000
     current = await store.get(record.id)
@@ -116,7 +121,8 @@ async def test_illegal_moves_are_refused(store: JobStore) -> None:
         assert transition.status == "illegal"
         assert transition.previous is JobState.SUCCEEDED
     final = await store.get(record.id)
-    assert final is not None and final.state is JobState.SUCCEEDED
+    assert final is not None
+    assert final.state is JobState.SUCCEEDED
 
 
 async def test_cancel_wins_over_a_later_success(store: JobStore) -> None:
@@ -126,15 +132,19 @@ async def test_cancel_wins_over_a_later_success(store: JobStore) -> None:
     late = await store.succeed(record.id, run, "1", prediction_id=None)
     assert late.status == "illegal"
     final = await store.get(record.id)
-    assert final is not None and final.state is JobState.CANCELED and final.output is None
+    assert final is not None
+    assert final.state is JobState.CANCELED
+    assert final.output is None
 
 
 async def test_recovered_job_fences_out_the_old_run(store: JobStore) -> None:
     record, _ = await store.create(request())
     _, old_run = await store.start(record.id)
     claim, new_run = await store.start(record.id)  # another worker takes over a running job
-    assert claim.ok and claim.previous is JobState.RUNNING
+    assert claim.ok
+    assert claim.previous is JobState.RUNNING
     assert claim.record is not None
-    assert claim.record.attempts == 1 and claim.record.recoveries == 1
+    assert claim.record.attempts == 1
+    assert claim.record.recoveries == 1
     assert (await store.set_prediction_id(record.id, old_run, "p-old")).status == "stale"
     assert (await store.succeed(record.id, new_run, "2", prediction_id=None)).ok

@@ -6,7 +6,7 @@ with real processes, a real Redis and HTTP.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import arq.worker
@@ -41,7 +41,7 @@ async def _no_info(*_: Any) -> None:
 @pytest.fixture
 async def run_jobs(
     fake_redis: fakeredis.FakeAsyncRedis, config: Config, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[RunJobs]:
+) -> RunJobs:
     monkeypatch.setattr(arq.worker, "log_redis_info", _no_info)
     sandbox_config = SandboxConfig(latency_s=0.02, token="unit-token", retry_after_s=0)
     app = create_app(sandbox_config)
@@ -74,7 +74,7 @@ async def run_jobs(
         return [r for r in records if r is not None]
 
     run.app = app  # type: ignore[attr-defined]
-    yield run
+    return run
 
 
 def stats(run_jobs: RunJobs) -> dict[str, int]:
@@ -87,7 +87,8 @@ async def test_success_stores_output_and_prediction_id(run_jobs: RunJobs) -> Non
     assert record.state is JobState.SUCCEEDED
     assert record.output == {"prompt": "hi", "n": [1, 2]}
     assert record.prediction_id
-    assert record.attempts == 1 and record.errors == []
+    assert record.attempts == 1
+    assert record.errors == []
 
 
 async def test_throttled_then_success(run_jobs: RunJobs) -> None:
@@ -113,10 +114,14 @@ async def test_permanent_errors_are_not_retried(run_jobs: RunJobs) -> None:
     failed, invalid = await run_jobs(
         ("sandbox/fail", {"message": "NSFW content detected"}), ("sandbox/sleep", {})
     )
-    assert failed.state is JobState.FAILED and failed.attempts == 1
-    assert failed.error is not None and "NSFW content detected" in failed.error.message
-    assert invalid.state is JobState.FAILED and invalid.attempts == 1
-    assert invalid.error is not None and invalid.error.status_code == 422
+    assert failed.state is JobState.FAILED
+    assert failed.attempts == 1
+    assert failed.error is not None
+    assert "NSFW content detected" in failed.error.message
+    assert invalid.state is JobState.FAILED
+    assert invalid.attempts == 1
+    assert invalid.error is not None
+    assert invalid.error.status_code == 422
 
 
 async def test_a_bad_token_is_a_configuration_error(
@@ -124,8 +129,10 @@ async def test_a_bad_token_is_a_configuration_error(
 ) -> None:
     monkeypatch.setitem(ENV, "REPLICATE_API_TOKEN", "wrong-token")
     [record] = await run_jobs(("sandbox/echo", {}))
-    assert record.state is JobState.FAILED and record.attempts == 1
-    assert record.error is not None and record.error.kind is ErrorKind.CONFIG
+    assert record.state is JobState.FAILED
+    assert record.attempts == 1
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.CONFIG
     assert "wrong-token" not in record.model_dump_json()
 
 
@@ -138,5 +145,7 @@ async def test_a_canceled_job_never_runs(
     assert canceled.state is JobState.CANCELED
     await run_jobs()
     record = await producer.get(job.id)
-    assert record is not None and record.state is JobState.CANCELED and record.attempts == 0
+    assert record is not None
+    assert record.state is JobState.CANCELED
+    assert record.attempts == 0
     assert stats(run_jobs)["created"] == 0

@@ -1,0 +1,56 @@
+"""docker-compose.yml and ops/ cannot run here (no Docker engine): check them statically."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_compose_services_and_commands() -> None:
+    services = compose()["services"]
+    assert set(services) == {"redis", "sandbox", "worker"}
+    assert services["worker"]["command"] == ["arq", "worker.main.Settings"]
+    assert services["sandbox"]["command"][:2] == ["predq", "sandbox"]
+    assert services["worker"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    grace = int(services["worker"]["environment"]["PREDQ_SHUTDOWN_GRACE_S"])
+    assert int(services["worker"]["stop_grace_period"].rstrip("s")) > grace
+
+
+def test_compose_paths_exist() -> None:
+    services = compose()["services"]
+    for name in ("sandbox", "worker"):
+        build = services[name]["build"]
+        assert (ROOT / build["context"] / build["dockerfile"]).is_file()
+    for volume in services["redis"]["volumes"]:
+        source = volume.split(":")[0]
+        if source.startswith("./"):
+            assert (ROOT / source).is_file(), source
+
+
+def test_dockerfile_copies_what_exists() -> None:
+    dockerfile = (ROOT / "ops" / "Dockerfile").read_text()
+    for sources in re.findall(r"^COPY (.+) \S+$", dockerfile, flags=re.MULTILINE):
+        for source in sources.split():
+            assert (ROOT / source).exists(), source
+
+
+def test_redis_conf_keeps_jobs() -> None:
+    settings = dict(
+        line.split(None, 1)
+        for line in (ROOT / "ops" / "redis.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    )
+    assert settings["appendonly"] == "yes"
+    assert settings["appendfsync"] in {"always", "everysec"}
+    assert settings["maxmemory-policy"] == "noeviction"
