@@ -6,6 +6,8 @@
 | predq:state:{state}      | zset   | none: id -> last change (ms); final   | JobStore (Lua)          | JobStore.list_ids |
 |                          |        | sets pruned past retention_s          |                         |                   |
 | predq:idem:{sha256(key)} | string | idempotency_window_s                  | JobStore.create (Lua)   | JobStore.create   |
+| predq:prediction:{pid}   | string | retention_s: the job that owns a      | JobStore (Lua)          | JobStore (Lua)    |
+|                          |        | Replicate prediction                  |                         |                   |
 | {queue} (predq:queue)    | zset   | none: ids leave it when arq finishes  | JobStore.create, arq    | arq worker        |
 | arq:job:{id}             | string | retention_s (arq's "job expired")     | JobStore.create, arq    | arq worker        |
 | arq:in-progress:{id}     | string | arq: largest function timeout + 10 s  | arq worker              | arq worker        |
@@ -29,6 +31,7 @@ from producer.models import JobState
 JOB_PREFIX = "predq:job:"
 STATE_PREFIX = "predq:state:"
 IDEMPOTENCY_PREFIX = "predq:idem:"
+PREDICTION_PREFIX = "predq:prediction:"
 #: arq's own prefixes (arq/constants.py, fixed in arq 0.28).
 ARQ_JOB_PREFIX = "arq:job:"
 ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
@@ -52,6 +55,10 @@ STATE_INDEXES = tuple(state_index(state) for state in JobState)
 def idempotency(key: str) -> str:
     """Hashed, so any printable user key maps to a short, fixed-shape Redis key."""
     return IDEMPOTENCY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+
+
+def prediction(prediction_id: str) -> str:
+    return f"{PREDICTION_PREFIX}{prediction_id}"
 
 
 def arq_job(job_id: str) -> str:

@@ -176,6 +176,8 @@ class JobRecord(BaseModel):
     errors: list[ErrorInfo] = Field(default_factory=list)
     attempts: int = 0
     recoveries: int = 0
+    #: How many times this job was re-driven out of ``failed`` (each time with fresh attempts).
+    redrives: int = 0
     max_attempts: int | None = None
     attempt_timeout_s: float | None = None
     prediction_id: str | None = None
@@ -184,7 +186,17 @@ class JobRecord(BaseModel):
     updated_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # Bookkeeping for the worker, not part of the JSON contract:
+    #: ``attempts`` when the job was last re-driven; this drive's budget counts from here.
+    attempt_base: int = Field(0, exclude=True)
+    #: When an attempt's create got no answer (the prediction may exist): look for it first.
+    create_unconfirmed_at: datetime | None = Field(None, exclude=True)
 
     @property
     def is_final(self) -> bool:
         return self.state.is_final
+
+    @property
+    def attempts_this_drive(self) -> int:
+        """Attempts since the job was created or last re-driven (what ``max_attempts`` bounds)."""
+        return self.attempts - self.attempt_base

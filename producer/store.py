@@ -33,7 +33,7 @@ from producer.config import Config
 from producer.errors import RedisUnavailable
 from producer.models import ErrorInfo, JobRecord, JobRequest, JobState
 
-Status = Literal["ok", "missing", "illegal", "stale"]
+Status = Literal["ok", "missing", "illegal", "stale", "claimed"]
 _JSON_FIELDS = ("input", "output", "error", "errors")
 _LIVE = "queued running retrying"
 
@@ -52,8 +52,14 @@ def parse_record(fields: Mapping[Any, Any]) -> JobRecord:
     for name in _JSON_FIELDS:
         if name in data:
             data[name] = json.loads(data[name])
-    data.pop("run", None)
+    for internal in ("run", "resume", "run_started_at"):
+        data.pop(internal, None)
     return JobRecord.model_validate(data)
+
+
+def arq_payload(job_id: str, enqueue_ms: int) -> str:
+    """arq's job payload (JSON, as worker.main deserializes it): only the job id travels."""
+    return json.dumps({"t": None, "f": keys.JOB_FUNCTION, "a": [job_id], "k": {}, "et": enqueue_ms})
 
 
 def _pairs(items: list[Any]) -> dict[Any, Any]:
@@ -92,6 +98,8 @@ class JobStore:
         self._config = config
         self._create = redis.register_script(_lua("create.lua"))
         self._transition = redis.register_script(_lua("transition.lua"))
+        self._prediction = redis.register_script(_lua("prediction.lua"))
+        self._requeue = redis.register_script(_lua("requeue.lua"))
 
     # -- producer side -------------------------------------------------------------------------
 
@@ -121,9 +129,7 @@ class JobStore:
             fields["max_attempts"] = str(request.max_attempts)
         if request.attempt_timeout_s is not None:
             fields["attempt_timeout_s"] = repr(request.attempt_timeout_s)
-        payload = json.dumps(
-            {"t": None, "f": keys.JOB_FUNCTION, "a": [job_id], "k": {}, "et": now_ms}
-        )
+        payload = arq_payload(job_id, now_ms)
         script_keys = [
             keys.job(job_id),
             keys.state_index(JobState.QUEUED),
@@ -169,6 +175,39 @@ class JobStore:
             job_id, _LIVE, JobState.CANCELED, run=run, error=error, fields={"finished_at": now}
         )
 
+    async def requeue(self, job_id: str) -> Transition:
+        """Re-drive a failed job: queued again under the same id, with fresh attempts."""
+        now = clock.now()
+        now_ms = clock.to_ms(now)
+        script_keys = [
+            keys.job(job_id),
+            keys.state_index(JobState.FAILED),
+            keys.state_index(JobState.QUEUED),
+            self._config.queue_name,
+            keys.arq_job(job_id),
+        ]
+        args: list[Any] = [
+            job_id,
+            now_ms,
+            now.isoformat(),
+            arq_payload(job_id, now_ms),
+            self._config.retention_s * 1000,
+        ]
+        with redis_errors(self._config):
+            reply = await self._requeue(keys=script_keys, args=args)
+        status: Status = _text(reply[0])  # type: ignore[assignment]
+        previous = JobState(_text(reply[1])) if reply[1] else None
+        return Transition(status, previous)
+
+    async def get_many(self, job_ids: list[str]) -> list[JobRecord | None]:
+        """Records for ``job_ids`` in one round trip (None where a record is gone)."""
+        with redis_errors(self._config):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.hgetall(keys.job(job_id))
+                replies = await pipe.execute()
+        return [parse_record(fields) if fields else None for fields in replies]
+
     async def list_ids(self, state: JobState, *, limit: int = 100) -> list[str]:
         """Ids of jobs in ``state``, most recently changed first."""
         with redis_errors(self._config):
@@ -191,10 +230,37 @@ class JobStore:
         transition = await self._move(job_id, _LIVE, JobState.RUNNING, start=run, want_record=True)
         return transition, run
 
-    async def set_prediction_id(self, job_id: str, run: str, prediction_id: str) -> Transition:
-        """Record the Replicate prediction this attempt created, before anything waits on it."""
+    async def set_prediction_id(self, job_id: str, run: str, prediction_id: str) -> Status:
+        """Record (and claim for this job) the prediction this attempt waits on.
+
+        Returns ``ok``; ``illegal`` if the job is no longer running (canceled meanwhile); ``stale``
+        if another worker took it over; ``claimed`` if another job already owns the prediction.
+        """
+        with redis_errors(self._config):
+            reply = await self._prediction(
+                keys=[keys.job(job_id), keys.prediction(prediction_id)],
+                args=[
+                    run,
+                    job_id,
+                    prediction_id,
+                    self._config.retention_s,
+                    clock.now().isoformat(),
+                ],
+            )
+        status: Status = _text(reply)  # type: ignore[assignment]
+        return status
+
+    async def hand_over(self, job_id: str, run: str, prediction_id: str | None) -> Transition:
+        """A shutting-down worker gives a running job back: it is due again at once, and the next
+        worker goes on with the same attempt and prediction (nothing counted, nothing re-created)."""
+        fields = {"resume": "1", "prediction_id": prediction_id or ""}
         return await self._move(
-            job_id, "running", JobState.RUNNING, run=run, fields={"prediction_id": prediction_id}
+            job_id,
+            "running",
+            JobState.QUEUED,
+            run=run,
+            due_ms=clock.to_ms(clock.now()),
+            fields=fields,
         )
 
     async def succeed(
@@ -207,13 +273,20 @@ class JobStore:
         return await self._move(job_id, "running", JobState.SUCCEEDED, run=run, fields=fields)
 
     async def retry_later(
-        self, job_id: str, run: str, error: ErrorInfo, *, prediction_id: str | None
+        self,
+        job_id: str,
+        run: str,
+        error: ErrorInfo,
+        *,
+        prediction_id: str | None,
+        create_unconfirmed_at: str | None = None,
     ) -> Transition:
         """The attempt failed in a retryable way; the job's queue entry is due again after
         ``error.retry_in_s`` (the caller then ends the arq run without a defer of its own).
 
         The next attempt resumes ``prediction_id``, or creates a new prediction when it is None
-        (the old one was canceled, vanished, or never existed).
+        (the old one was canceled, vanished, or never existed). ``create_unconfirmed_at`` (ISO)
+        says a create got no answer at that time: the next attempt looks for it before creating.
         """
         delay_ms = int((error.retry_in_s or 0) * 1000)
         return await self._move(
@@ -223,7 +296,10 @@ class JobStore:
             run=run,
             error=error,
             due_ms=clock.to_ms(clock.now()) + delay_ms,
-            fields={"prediction_id": prediction_id or ""},
+            fields={
+                "prediction_id": prediction_id or "",
+                "create_unconfirmed_at": create_unconfirmed_at or "",
+            },
         )
 
     async def fail(

@@ -57,6 +57,16 @@ Control endpoints (no auth, faults or limits):
                              queue one-shot faults {"queue": [{"on": "create", "fault": "throttle"}]}
                              (fault: throttle | error | slow | lost; error takes "status": 5xx)
     POST /sandbox/reset      forget predictions, counters and queued faults (settings stay)
+    GET  /sandbox/files/{id}/{i}.png   the outputs of `sandbox/image`
+
+Load test: `python -m sandbox.loadgen --url http://127.0.0.1:8787` (create + get loops on
+keep-alive connections; prints requests/s and latency percentiles).
+
+Known differences from Replicate: no streaming (`urls.stream` is absent, so `async_stream`
+raises), no `POST /v1/files`, no `Cancel-After` deadlines or `aborted` status, `output`/`logs`
+webhook events are not sent separately, `urls.web` is not served, unknown body keys are
+ignored, file outputs are `http://` URLs (the client returns them as `str`, not `FileOutput`),
+and predictions are kept in memory until `POST /sandbox/reset` (never expire).
 """
 
 from sandbox.app import create_app

@@ -39,7 +39,8 @@ def create_app(
         webhook_transport: where webhook POSTs go instead of the network (e.g. an
             `httpx.ASGITransport` to an in-process receiver).
 
-    The app's lifespan shutdown stops pending webhook deliveries and closes their HTTP client.
+    The app's lifespan shutdown answers held requests, stops pending webhook deliveries and
+    closes their HTTP client.
     """
     sandbox = Sandbox(config, clock=clock, webhook_transport=webhook_transport)
 
@@ -48,6 +49,7 @@ def create_app(
         try:
             yield
         finally:
+            sandbox.release_holds()
             await sandbox.webhooks.aclose()
 
     app = Starlette(

@@ -25,8 +25,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the sandbox's flags to `parser` (dests prefixed `sandbox_`)."""
     d = _DEFAULTS
     add = parser.add_argument
-    add("--host", dest="sandbox_host", default=d.host, help="address to bind (%(default)s)")
-    add("--port", dest="sandbox_port", type=int, default=d.port, help="0 = any free port")
+    add(
+        "--host",
+        dest="sandbox_host",
+        default=d.host,
+        metavar="HOST",
+        help="address to bind (%(default)s)",
+    )
+    add(
+        "--port",
+        dest="sandbox_port",
+        type=int,
+        default=d.port,
+        metavar="PORT",
+        help="0 = any free port",
+    )
     add(
         "--latency",
         dest="sandbox_latency",
@@ -39,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--token",
         dest="sandbox_token",
         default=None,
+        metavar="TOKEN",
         help="require 'Authorization: Bearer TOKEN' (default: $SANDBOX_TOKEN, else none)",
     )
     for flag, default, what in (
@@ -56,7 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             metavar="P",
             help=f"probability per request to {what} ({default})",
         )
-    add("--slow-s", dest="sandbox_slow_s", type=float, default=d.slow_s, metavar="S")
+    add(
+        "--slow-s",
+        dest="sandbox_slow_s",
+        type=float,
+        default=d.slow_s,
+        metavar="S",
+        help="seconds a slow response is held (%(default)s)",
+    )
     add(
         "--lost-delay",
         dest="sandbox_lost_delay_s",
@@ -77,9 +98,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fault-on",
         dest="sandbox_fault_on",
         default=",".join(sorted(DEFAULT_FAULT_ON)),
+        metavar="KINDS",
         help="request kinds faults hit: create,get,cancel,list (%(default)s)",
     )
-    add("--seed", dest="sandbox_seed", type=int, default=None, help="seed for random faults")
+    add(
+        "--seed",
+        dest="sandbox_seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed for random faults",
+    )
     add(
         "--create-limit",
         dest="sandbox_create_limit",

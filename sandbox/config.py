@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Final, Literal, TypeGuard
-
-FaultKind = Literal["create", "get", "cancel", "list"]
+from typing import Final, TypeGuard
 
 #: The request kinds faults can apply to. Other endpoints (the version and webhook-secret GETs,
 #: `/sandbox/*`) are never faulted.

@@ -14,6 +14,7 @@ import uvicorn
 
 from sandbox.app import create_app
 from sandbox.config import SandboxConfig
+from sandbox.state import Sandbox
 
 #: How long a shutdown waits for held requests (`Prefer: wait`, slow faults) before cutting them.
 SHUTDOWN_GRACE_S: Final = 2
@@ -24,14 +25,23 @@ def listening_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-class _AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that prints `sandbox listening on URL` once its socket listens."""
+class _SandboxServer(uvicorn.Server):
+    """A uvicorn server that prints `sandbox listening on URL` once its socket listens, and
+    answers held requests at once when shutting down instead of cutting them off."""
+
+    def __init__(self, config: uvicorn.Config, sandbox: Sandbox) -> None:
+        super().__init__(config)
+        self.sandbox = sandbox
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if self.started:
             port = self.servers[0].sockets[0].getsockname()[1]
             print(f"sandbox listening on {listening_url(self.config.host, port)}", flush=True)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.sandbox.release_holds()
+        await super().shutdown(sockets=sockets)
 
 
 def _ignore(signum: int, frame: FrameType | None) -> None:
@@ -60,13 +70,15 @@ def serve(config: SandboxConfig) -> None:
     Blocks. Once the socket listens, prints exactly one line to stdout and flushes it:
     `sandbox listening on http://HOST:PORT` (the real port when `config.port` is 0). Uses uvloop
     and httptools when installed, no access log, and uvicorn's logging at `config.log_level`.
-    Returns normally after a signal; requests still held after `SHUTDOWN_GRACE_S` are cut.
+    Returns normally after a signal: held requests (`Prefer: wait`, slow faults) are answered
+    at once, other requests get `SHUTDOWN_GRACE_S` to finish.
 
     Raises:
         SystemExit: the address cannot be bound (uvicorn logs why, exit code 3).
     """
+    app = create_app(config)
     uv_config = uvicorn.Config(
-        create_app(config),
+        app,
         host=config.host,
         port=config.port,
         loop="auto",
@@ -78,4 +90,4 @@ def serve(config: SandboxConfig) -> None:
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )
     with _absorb_reraised_signals():
-        _AnnouncingServer(uv_config).run()
+        _SandboxServer(uv_config, app.state.sandbox).run()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import random
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from starlette.requests import Request
@@ -25,6 +25,11 @@ from sandbox.prediction import Prediction, new_prediction_id
 from sandbox.ratelimit import SlidingWindowLimiter
 from sandbox.store import PredictionStore
 from sandbox.webhooks import WebhookSender
+
+FIRST = asyncio.FIRST_COMPLETED
+
+#: How `Sandbox.gate` treats a request: the four faultable kinds, or `other` (limits only).
+RequestKind = Literal["create", "get", "cancel", "list", "other"]
 
 
 class Sandbox:
@@ -49,8 +54,9 @@ class Sandbox:
         self.webhooks = WebhookSender(self.store, clock, webhook_transport)
         self._ids = random.Random()
         self._authorization = None if config.token is None else f"Bearer {config.token}".encode()
+        self._closing_future: asyncio.Future[None] | None = None
 
-    async def gate(self, request: Request, kind: str) -> Response | Decision:
+    async def gate(self, request: Request, kind: RequestKind) -> Response | Decision:
         """Count, authenticate, rate-limit and fault one `/v1` request.
 
         `kind` is `create`, `get`, `cancel`, `list` (faultable) or `other`. Returns the response
@@ -90,10 +96,10 @@ class Sandbox:
         """Apply the slow and lost faults of `decision` to a handler's `response`."""
         if decision.slow:
             self.store.counters.slow += 1
-            await asyncio.sleep(self.config.slow_s)
+            await self._hold(self.config.slow_s)
         if decision.fault is Fault.LOST:
             self.store.counters.lost_creates += 1
-            await asyncio.sleep(self.config.lost_delay_s)
+            await self._hold(self.config.lost_delay_s)
             return responses.bad_gateway_html()
         return response
 
@@ -145,16 +151,33 @@ class Sandbox:
     async def wait_terminal(self, prediction: Prediction, timeout_s: float) -> bool:
         """Hold until `prediction` is terminal or `timeout_s` passed; returns whether terminal."""
         deadline_s = self.clock() + timeout_s
+        closing = self._closing()
         while True:
             now_s = self.clock()
             if prediction.is_terminal(now_s):
                 return True
-            if now_s >= deadline_s:
+            if now_s >= deadline_s or closing.done():
                 return False
             if prediction.waiter is None:
                 prediction.waiter = asyncio.get_running_loop().create_future()
             delay_s = min(prediction.end_s, deadline_s) - now_s
-            await asyncio.wait([prediction.waiter], timeout=delay_s)
+            await asyncio.wait([prediction.waiter, closing], timeout=delay_s, return_when=FIRST)
+
+    def release_holds(self) -> None:
+        """Answer every held request now (`Prefer: wait`, slow and lost faults), and any held
+        later at once: called when the server shuts down, so it need not cut them off."""
+        closing = self._closing()
+        if not closing.done():
+            closing.set_result(None)
+
+    def _closing(self) -> asyncio.Future[None]:
+        if self._closing_future is None:
+            self._closing_future = asyncio.get_running_loop().create_future()
+        return self._closing_future
+
+    async def _hold(self, seconds: float) -> None:
+        if seconds > 0:
+            await asyncio.wait([self._closing()], timeout=seconds)
 
     def reset(self) -> None:
         """Forget predictions, counters, queued faults, rate windows and pending webhooks."""

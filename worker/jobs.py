@@ -1,8 +1,10 @@
 """run_prediction: one attempt at one job, from claim to the record's next state.
 
     start (claim, attempts+1; or recovery of a running job whose worker died)
-      -> resume the stored prediction, or create one through async_run (its id stored at once)
-      -> succeeded | canceled | retrying (+ the queue entry due after the backoff) | failed
+      -> resume the stored prediction; or find one whose create answer was lost; or create one
+         through async_run, its id stored the moment the create response arrives
+      -> succeeded | canceled | retrying (due after the backoff) | failed
+         | handed over (SIGTERM: due again at once, same attempt, same prediction)
 
 Re-delivery is harmless: a job that is final (or was canceled) is skipped at the claim, and a
 worker whose job was taken over by another is fenced out of every later write (run token).
@@ -12,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, TypedDict
+from datetime import datetime, timedelta
+from typing import Any, Literal, TypedDict
 
 import redis.exceptions
 import structlog
@@ -28,6 +31,9 @@ from worker.replicate_client import Outcome, Predictions, PredictionWatch
 from worker.retry import Verdict, classify, retry_delay_s
 
 log = structlog.get_logger(__name__)
+
+#: How far before a lost create's send time to look for its prediction (clock skew).
+LOOKUP_SKEW = timedelta(seconds=60)
 
 
 class WorkerContext(TypedDict):
@@ -50,9 +56,7 @@ async def run_prediction(ctx: WorkerContext, job_id: str) -> None:
     says it is live. Redis trouble hands the job back (due when its lease runs out); anything else
     is a bug, recorded on the job as an ``internal`` failure.
     """
-    leases = ctx["leases"]
     try:
-        await leases.hold(job_id)
         await _attempt(ctx, job_id)
     except Retry:
         raise
@@ -69,17 +73,19 @@ async def run_prediction(ctx: WorkerContext, job_id: str) -> None:
         )
         await ctx["store"].fail(job_id, None, error)
     finally:
-        leases.drop(job_id)
+        ctx["leases"].drop(job_id)
 
 
 async def _attempt(ctx: WorkerContext, job_id: str) -> None:
     store, config = ctx["store"], ctx["config"]
+    await ctx["leases"].hold(job_id)
     claim, run = await store.start(job_id)
     if not claim.ok or claim.record is None:
         log.info("job.skipped", job_id=job_id, reason=claim.status, state=claim.previous)
         return
     record = claim.record
     attempt = Attempt(ctx, record, run)
+    ctx["leases"].on_cancel(job_id, lambda: attempt.stop("canceled"))
     if claim.previous is JobState.RUNNING:
         if record.recoveries > config.max_recoveries:
             await attempt.give_up(
@@ -106,6 +112,7 @@ class Attempt:
         self.run = run
         self.store = ctx["store"]
         self.config = ctx["config"]
+        self.predictions = ctx["predictions"]
         self.watch = PredictionWatch(on_created=self._created, prediction_id=record.prediction_id)
         self.log = log.bind(
             job_id=record.id,
@@ -113,23 +120,47 @@ class Attempt:
             model=record.model,
             prediction_id=record.prediction_id,
         )
+        self._task: asyncio.Task[Outcome] | None = None
+        #: Why the attempt was stopped from outside: a user canceled the job, or it was taken over.
+        self._stopped: Literal["canceled", "stale"] | None = None
 
     @property
     def timeout_s(self) -> float:
         return self.record.attempt_timeout_s or self.config.attempt_timeout_s
 
+    def stop(self, reason: Literal["canceled", "stale"]) -> None:
+        """Stop the prediction task; ``execute`` then cancels the prediction on Replicate."""
+        self._stopped = reason
+        if self._task is not None:
+            self._task.cancel()
+
     async def _created(self, prediction_id: str) -> None:
         self.log = self.log.bind(prediction_id=prediction_id)
-        transition = await self.store.set_prediction_id(self.record.id, self.run, prediction_id)
-        self.log.info("prediction.created", stored=transition.status)
+        status = await self.store.set_prediction_id(self.record.id, self.run, prediction_id)
+        self.log.info("prediction.created", stored=status)
+        if status in ("illegal", "stale"):
+            self.stop("canceled" if status == "illegal" else "stale")
 
     async def execute(self) -> None:
+        if self.watch.prediction_id is None and self.record.create_unconfirmed_at is not None:
+            await self._find_unconfirmed_create(self.record.create_unconfirmed_at)
+        self._task = asyncio.create_task(
+            self.predictions.run(self.record.model, self.record.input, self.watch)
+        )
+        if self._stopped is not None:
+            self._task.cancel()
         deadline = asyncio.timeout(self.timeout_s)
         try:
             async with deadline:
-                outcome = await self.ctx["predictions"].run(
-                    self.record.model, self.record.input, self.watch
-                )
+                outcome = await self._task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._stopped is not None and current is not None and not current.cancelling():
+                await self._cancel_remote()
+                self.log.info("job.stopped", reason=self._stopped)
+                return
+            await self._hand_over()
+            raise
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -140,6 +171,8 @@ class Attempt:
                 "its prediction was canceled",
                 retryable=True,
                 keep_prediction=False,
+                ambiguous_create=self.watch.prediction_id is None
+                and self.watch.create_sent_at is not None,
             )
         except Exception as exc:
             verdict = classify(exc, prediction_known=self.watch.prediction_id is not None)
@@ -148,6 +181,29 @@ class Attempt:
             await self._finish(outcome)
             return
         await self.give_up(verdict)
+
+    async def _find_unconfirmed_create(self, since: datetime) -> None:
+        """An earlier create of this job got no answer: adopt its prediction if it exists."""
+        created_after = since - LOOKUP_SKEW
+        try:
+            candidates = await self.predictions.find(
+                self.record.model, self.record.input, created_after=created_after.isoformat()
+            )
+        except Exception as exc:
+            self.log.warning("prediction.lookup_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        for prediction_id in candidates:
+            status = await self.store.set_prediction_id(self.record.id, self.run, prediction_id)
+            if status == "ok":
+                self.watch.prediction_id = prediction_id
+                self.log = self.log.bind(prediction_id=prediction_id)
+                self.log.info("prediction.found", lost_create_at=since.isoformat())
+                return
+            if status != "claimed":
+                return
+        self.log.info(
+            "prediction.not_found", lost_create_at=since.isoformat(), candidates=len(candidates)
+        )
 
     async def _finish(self, outcome: Outcome) -> None:
         if outcome.status == "aborted":
@@ -175,7 +231,7 @@ class Attempt:
     async def give_up(self, verdict: Verdict) -> None:
         """End this attempt with ``verdict``: retry later if allowed and left, else fail the job."""
         attempts_allowed = self.record.max_attempts or self.config.max_attempts
-        attempt = self.record.attempts
+        attempt = self.record.attempts_this_drive
         if verdict.retryable and attempt < attempts_allowed:
             retry_after = self.watch.retry_after_s if verdict.kind is ErrorKind.THROTTLED else None
             delay_s = retry_delay_s(
@@ -185,9 +241,14 @@ class Attempt:
                 retry_after_s=retry_after,
             )
             keep = self.watch.prediction_id if verdict.keep_prediction else None
+            unconfirmed = self.watch.create_sent_at if verdict.ambiguous_create else None
             self.ctx["leases"].drop(self.record.id)
             transition = await self.store.retry_later(
-                self.record.id, self.run, self._error(verdict, delay_s), prediction_id=keep
+                self.record.id,
+                self.run,
+                self._error(verdict, delay_s),
+                prediction_id=keep,
+                create_unconfirmed_at=unconfirmed,
             )
             self._logged(transition, "job.retrying", error=verdict.message, retry_in_s=delay_s)
             if transition.ok:
@@ -216,12 +277,24 @@ class Attempt:
             retry_in_s=retry_in_s,
         )
 
+    async def _hand_over(self) -> None:
+        """The worker is shutting down: give the job back for another worker to go on with."""
+        self.ctx["leases"].drop(self.record.id)
+        try:
+            transition = await asyncio.shield(
+                self.store.hand_over(self.record.id, self.run, self.watch.prediction_id)
+            )
+        except Exception as exc:  # its lease runs out instead: recovered, not lost
+            self.log.warning("job.hand_over_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        self._logged(transition, "job.handed_over")
+
     async def _cancel_remote(self) -> None:
         prediction_id = self.watch.prediction_id
         if prediction_id is None:
             return
         try:
-            await self.ctx["predictions"].cancel(prediction_id)
+            await asyncio.shield(self.predictions.cancel(prediction_id))
             self.log.info("prediction.canceled")
         except Exception as exc:
             self.log.warning("prediction.cancel_failed", error=f"{type(exc).__name__}: {exc}")

@@ -10,29 +10,48 @@ Instead, while a job runs, this worker keeps both of arq's claims on it short an
 
 Both are renewed every ``lease_s / 3``. When the worker dies, both run out together: the job is due
 again and unclaimed ``lease_s`` after the last renewal, and the next worker's poll takes it.
+
+The same round trip reads each held job's state, so a job canceled by a producer is noticed within
+``lease_s / 3`` and its attempt stopped (``on_cancel``).
+
+One gap remains between arq's claim (long TTL) and this worker's first renewal, a few milliseconds
+per job: a worker killed right then leaves a job claimed for arq's whole TTL. Each cycle therefore
+also sweeps the due end of the queue for claims that are older than two leases yet still long,
+which only an unrenewed arq claim can be, and deletes them so the job is picked up again.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 
 from producer import clock, keys
+from producer.models import JobState
 
 log = structlog.get_logger(__name__)
+_CANCELED = JobState.CANCELED.value.encode()
+
+
+def _nothing() -> None:
+    pass
 
 
 class Leases:
     """The leases of the jobs this worker process is running."""
 
-    def __init__(self, redis: aioredis.Redis, *, queue_name: str, lease_s: float) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, *, queue_name: str, lease_s: float, arq_claim_s: float
+    ) -> None:
+        """``arq_claim_s`` is the TTL arq gives a fresh claim (its in-progress timeout)."""
         self._redis = redis
         self._queue_name = queue_name
         self._lease_ms = int(lease_s * 1000)
-        self._held: set[str] = set()
+        self._arq_claim_ms = int(arq_claim_s * 1000)
+        self._held: dict[str, Callable[[], None]] = {}
 
     @property
     def renew_every_s(self) -> float:
@@ -40,23 +59,51 @@ class Leases:
 
     async def hold(self, job_id: str) -> None:
         """Start renewing ``job_id``'s lease, shortening arq's long claim right away."""
-        self._held.add(job_id)
+        self._held[job_id] = _nothing
         await self._extend([job_id])
+
+    def on_cancel(self, job_id: str, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (once) when a renewal finds the held job canceled."""
+        if job_id in self._held:
+            self._held[job_id] = callback
 
     def drop(self, job_id: str) -> None:
         """Stop renewing (before the job's last write, so no renewal lands after it)."""
-        self._held.discard(job_id)
+        self._held.pop(job_id, None)
 
     async def keep_renewing(self) -> None:
         """Renew every held lease each ``renew_every_s``, until cancelled; Redis errors are logged."""
         while True:
             await asyncio.sleep(self.renew_every_s)
-            if not self._held:
-                continue
             try:
-                await self._extend(list(self._held))
+                if self._held:
+                    await self._extend(list(self._held))
+                await self.sweep()
             except (redis.exceptions.RedisError, OSError) as exc:
                 log.warning("lease.renew_failed", jobs=len(self._held), error=type(exc).__name__)
+
+    async def sweep(self, limit: int = 200) -> list[str]:
+        """Release due jobs whose arq claim was never shortened (its worker died right after
+        claiming); returns their ids."""
+        now_ms = clock.to_ms(clock.now())
+        due = await self._redis.zrangebyscore(self._queue_name, "-inf", now_ms, start=0, num=limit)
+        if not due:
+            return []
+        ids = [d.decode() if isinstance(d, bytes) else str(d) for d in due]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.pttl(keys.arq_in_progress(job_id))
+            ttls = await pipe.execute()
+        oldest_fresh_ms = self._arq_claim_ms - 2 * self._lease_ms
+        stuck = [
+            job_id
+            for job_id, ttl in zip(ids, ttls, strict=True)
+            if self._lease_ms < ttl < oldest_fresh_ms and job_id not in self._held
+        ]
+        if stuck:
+            await self._redis.delete(*(keys.arq_in_progress(job_id) for job_id in stuck))
+            log.warning("lease.released_stuck_claims", jobs=stuck)
+        return stuck
 
     async def _extend(self, job_ids: list[str]) -> None:
         due_ms = clock.to_ms(clock.now()) + self._lease_ms
@@ -64,4 +111,10 @@ class Leases:
             for job_id in job_ids:
                 pipe.pexpire(keys.arq_in_progress(job_id), self._lease_ms)
                 pipe.zadd(self._queue_name, {job_id: due_ms}, xx=True)
-            await pipe.execute()
+                pipe.hget(keys.job(job_id), "state")
+            replies = await pipe.execute()
+        for job_id, state in zip(job_ids, replies[2::3], strict=True):
+            if state in (_CANCELED, JobState.CANCELED.value):
+                on_cancel = self._held.pop(job_id, None)
+                if on_cancel is not None:
+                    on_cancel()

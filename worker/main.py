@@ -75,7 +75,12 @@ def build_settings(environ: Mapping[str, str]) -> type:
         job_ctx["store"] = JobStore(ctx["redis"], config)
         # ctx may carry an HTTP transport (tests run the sandbox in-process through one).
         job_ctx["predictions"] = Predictions(config, transport=ctx.get("http_transport"))
-        leases = Leases(ctx["redis"], queue_name=config.queue_name, lease_s=config.lease_s)
+        leases = Leases(
+            ctx["redis"],
+            queue_name=config.queue_name,
+            lease_s=config.lease_s,
+            arq_claim_s=ARQ_JOB_TIMEOUT_S + 10,
+        )
         job_ctx["leases"] = leases
         job_ctx["lease_task"] = asyncio.create_task(leases.keep_renewing())
         log.info(

@@ -27,6 +27,8 @@ from pydantic.v1 import ValidationError as PredictionParseError
 from replicate.client import Client as ReplicateClient
 from replicate.exceptions import ModelError
 
+from producer import clock
+from producer.models import MODEL_REF
 from worker.config import WorkerConfig
 
 log = structlog.get_logger(__name__)
@@ -49,6 +51,8 @@ class PredictionWatch:
     retry_after_s: float | None = None
     #: Whether ``on_created`` stored the id (False: storing failed, try again later).
     stored: bool = False
+    #: When this attempt last sent a create (ISO, UTC): where to look if its answer is lost.
+    create_sent_at: str | None = None
     last: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,11 +79,13 @@ class ObservingTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         is_create = request.method == "POST" and _CREATE_PATH.search(path) is not None
+        watch = _current_watch.get()
         if is_create:
             # The replicate client sends creates with no timeout at all.
             request.extensions["timeout"] = self._create_timeout
+            if watch is not None:
+                watch.create_sent_at = clock.now().isoformat()
         response = await self._inner.handle_async_request(request)
-        watch = _current_watch.get()
         if watch is None or not (is_create or _PREDICTION_PATH.search(path)):
             return response
         if response.status_code == 429:
@@ -177,6 +183,34 @@ class Predictions:
         if prediction.status == "canceled":
             return Outcome("canceled", prediction.output)
         return Outcome("succeeded", prediction.output)
+
+    async def find(
+        self, model: str, input: dict[str, Any], *, created_after: str, limit: int = 500
+    ) -> list[str]:
+        """Ids of predictions of ``model`` on exactly ``input`` created after ``created_after``
+        (ISO), newest first: the candidates for a create whose answer was lost.
+
+        Reads the raw list (the 1.0.7 client cannot parse an ``aborted`` prediction) and stops
+        after ``limit`` predictions.
+        """
+        match = MODEL_REF.match(model)
+        if match is None:
+            return []
+        name = f"{match['owner']}/{match['name']}"
+        query = httpx.QueryParams({"created_after": created_after})
+        cursor: str | None = f"/v1/predictions?{query}"
+        found: list[str] = []
+        seen = 0
+        while cursor and seen < limit:
+            response = await self._client._async_request("GET", cursor)
+            page = response.json()
+            for item in page.get("results", []):
+                seen += 1
+                same_version = match["version"] is None or item.get("version") == match["version"]
+                if item.get("model") == name and same_version and item.get("input") == input:
+                    found.append(item["id"])
+            cursor = page.get("next")
+        return found
 
     async def cancel(self, prediction_id: str) -> None:
         """Ask Replicate to cancel the prediction (it stops running and billing)."""

@@ -16,7 +16,7 @@ Every exception an attempt can end with is mapped to an ErrorKind here and nowhe
 | anything else                                 | internal   | no      |                         |
 
 When a create fails without an answer (timeout, connection error, 5xx) the prediction may exist
-anyway; the next attempt creates a new one. Finding the first is the job of a later change.
+anyway: the verdict says ``ambiguous_create`` and the next attempt looks for it before creating.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ class Verdict:
     status_code: int | None = None
     #: Whether the next attempt may resume the same prediction (else it creates a new one).
     keep_prediction: bool = True
+    #: A create got no clear answer: the prediction may exist although its id is unknown.
+    ambiguous_create: bool = False
 
 
 def classify(exc: BaseException, *, prediction_known: bool) -> Verdict:
@@ -53,7 +55,8 @@ def classify(exc: BaseException, *, prediction_known: bool) -> Verdict:
     if isinstance(exc, httpx.TimeoutException | httpx.TransportError):
         where = "polling the prediction" if prediction_known else "creating the prediction"
         detail = str(exc) or type(exc).__name__
-        return Verdict(ErrorKind.TRANSIENT, f"{type(exc).__name__} while {where}: {detail}", True)
+        message = f"{type(exc).__name__} while {where}: {detail}"
+        return Verdict(ErrorKind.TRANSIENT, message, True, ambiguous_create=not prediction_known)
     return Verdict(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}", retryable=False)
 
 
@@ -64,7 +67,9 @@ def _classify_status(exc: ReplicateError, *, prediction_known: bool) -> Verdict:
     if status == 429:
         return Verdict(ErrorKind.THROTTLED, message, True, status)
     if status >= 500:
-        return Verdict(ErrorKind.TRANSIENT, message, True, status)
+        return Verdict(
+            ErrorKind.TRANSIENT, message, True, status, ambiguous_create=not prediction_known
+        )
     if status == 404 and prediction_known:
         return Verdict(
             ErrorKind.TRANSIENT,

@@ -7,8 +7,9 @@
 -- ARGV[1] allowed current states, space separated   ARGV[2] target state   ARGV[3] now (ms)
 -- ARGV[4] retention (s): the record's TTL once final; live records never expire
 -- ARGV[5] expected run token ("" = any)
--- ARGV[6] start: "" or the new run token; then attempts is incremented (recoveries instead when
---         the job was already running) and started_at set once
+-- ARGV[6] start: "" or the new run token; then attempts is incremented, except when the job was
+--         already running (a recovery: recoveries is incremented) or was handed over by a worker
+--         shutting down (field "resume": the same attempt goes on); started_at is set once
 -- ARGV[7] ISO time for started_at (with a start)   ARGV[8] error JSON to append to errors ("" = none)
 -- ARGV[9] "1" to return the whole record
 -- ARGV[10] "" or a time (ms) at which the job's existing arq queue entry becomes due again
@@ -43,10 +44,15 @@ local now = tonumber(ARGV[3])
 if ARGV[6] ~= '' then
   if current == 'running' then
     redis.call('HINCRBY', job, 'recoveries', 1)
-  else
+    -- The dead worker may have created a prediction without recording it: look before creating.
+    local since = redis.call('HGET', job, 'run_started_at')
+    if since and redis.call('HEXISTS', job, 'prediction_id') == 0 then
+      redis.call('HSETNX', job, 'create_unconfirmed_at', since)
+    end
+  elseif redis.call('HDEL', job, 'resume') == 0 then
     redis.call('HINCRBY', job, 'attempts', 1)
   end
-  redis.call('HSET', job, 'run', ARGV[6])
+  redis.call('HSET', job, 'run', ARGV[6], 'run_started_at', ARGV[7])
   redis.call('HSETNX', job, 'started_at', ARGV[7])
 end
 if ARGV[8] ~= '' then

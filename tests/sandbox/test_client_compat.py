@@ -8,7 +8,6 @@ import re
 import time
 
 import pytest
-import replicate
 from replicate.exceptions import ModelError, ReplicateError
 from replicate.version import Versions
 
@@ -354,8 +353,3 @@ async def test_wrong_token_is_401_and_right_token_works(make_sandbox: MakeSandbo
 
 async def test_token_is_not_in_config_repr() -> None:
     assert "s3cret" not in repr(SandboxConfig(token="s3cret"))
-
-
-async def test_default_client_not_needed(sb: InProcess) -> None:
-    # The module-level default client is never used: every call above goes through sb.client.
-    assert sb.client is not replicate.default_client

@@ -118,3 +118,28 @@ async def test_token_and_sigint(replicate_client: ClientFactory) -> None:
 def test_cli_rejects_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--throttle-rate", "2"]) == 2
     assert "throttle_rate" in capsys.readouterr().err
+
+
+async def test_sigterm_answers_held_requests_and_exits_cleanly() -> None:
+    server = start_server("--latency", "100")
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            held = asyncio.create_task(
+                http.post(
+                    "/v1/models/sandbox/echo/predictions",
+                    json={"input": {}},
+                    headers={"Prefer": "wait=60"},
+                )
+            )
+
+            async def created() -> bool:
+                return (await http.get("/sandbox/stats")).json()["created"] == 1
+
+            await eventually(created)
+            server.process.send_signal(signal.SIGTERM)
+            response = await asyncio.wait_for(held, 5)
+        assert response.status_code == 201
+        assert response.json()["status"] == "starting"
+    finally:
+        code = stop_server(server.process)
+    assert code == 0

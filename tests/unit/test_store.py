@@ -64,7 +64,7 @@ async def test_attempt_lifecycle_to_success(store: JobStore) -> None:
     assert claim.record is not None
     assert claim.record.attempts == 1
     assert claim.record.started_at is not None
-    assert (await store.set_prediction_id(record.id, run, "p1")).ok
+    assert await store.set_prediction_id(record.id, run, "p1") == "ok"
     done = await store.succeed(record.id, run, json.dumps({"out": [1, {}]}), prediction_id="p1")
     assert done.ok
     final = await store.get(record.id)
@@ -146,5 +146,52 @@ async def test_recovered_job_fences_out_the_old_run(store: JobStore) -> None:
     assert claim.record is not None
     assert claim.record.attempts == 1
     assert claim.record.recoveries == 1
-    assert (await store.set_prediction_id(record.id, old_run, "p-old")).status == "stale"
+    assert await store.set_prediction_id(record.id, old_run, "p-old") == "stale"
     assert (await store.succeed(record.id, new_run, "2", prediction_id=None)).ok
+
+
+async def test_a_prediction_belongs_to_one_job(store: JobStore) -> None:
+    first, _ = await store.create(request())
+    second, _ = await store.create(request())
+    _, run1 = await store.start(first.id)
+    _, run2 = await store.start(second.id)
+    assert await store.set_prediction_id(first.id, run1, "p1") == "ok"
+    assert await store.set_prediction_id(second.id, run2, "p1") == "claimed"
+    assert await store.set_prediction_id(first.id, run1, "p1") == "ok"  # idempotent
+
+
+async def test_hand_over_resumes_the_same_attempt(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis, config: Config
+) -> None:
+    record, _ = await store.create(request())
+    _, run = await store.start(record.id)
+    await store.set_prediction_id(record.id, run, "p1")
+    assert (await store.hand_over(record.id, run, "p1")).ok
+    queued = await store.get(record.id)
+    assert queued is not None
+    assert queued.state is JobState.QUEUED and queued.prediction_id == "p1"
+    assert await fake_redis.zscore(config.queue_name, record.id) <= clock.to_ms(clock.now())
+    claim, _ = await store.start(record.id)
+    assert claim.record is not None
+    assert (claim.record.attempts, claim.record.recoveries) == (1, 0)
+    assert claim.record.prediction_id == "p1"
+
+
+async def test_requeue_redrives_a_failed_job_with_fresh_attempts(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis, config: Config
+) -> None:
+    record, _ = await store.create(request())
+    assert (await store.requeue(record.id)).status == "illegal"  # only failed jobs
+    _, run = await store.start(record.id)
+    await store.fail(record.id, run, error(ErrorKind.MODEL, None), prediction_id="p1")
+    await fake_redis.zrem(config.queue_name, record.id)  # as arq does when the job ends
+    assert (await store.requeue(record.id)).ok
+    again = await store.get(record.id)
+    assert again is not None
+    assert again.state is JobState.QUEUED and again.redrives == 1
+    assert again.prediction_id is None and again.finished_at is None
+    assert len(again.errors) == 1
+    assert again.attempts_this_drive == 0
+    assert await fake_redis.zscore(config.queue_name, record.id) is not None
+    assert await fake_redis.ttl(keys.job(record.id)) == -1
+    assert (await store.requeue("missing")).status == "missing"
