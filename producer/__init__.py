@@ -8,6 +8,7 @@ from producer.config import Config
 from producer.errors import (
     InvalidRequest,
     JobNotFound,
+    JobNotRetryable,
     PredqError,
     RedisUnavailable,
     WaitTimeout,
@@ -19,6 +20,7 @@ __all__ = [
     "ErrorInfo",
     "InvalidRequest",
     "JobNotFound",
+    "JobNotRetryable",
     "JobRecord",
     "JobState",
     "PredqError",

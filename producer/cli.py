@@ -2,11 +2,12 @@
 
     predq enqueue MODEL --input JSON [--idempotency-key K] [--wait [--timeout S]] [--json]
     predq status ID [--json]          predq wait ID [--timeout S] [--json]
-    predq cancel ID [--json]          predq sandbox [...]          predq demo [...]
+    predq cancel ID [--json]          predq failed [--limit N] [--json]
+    predq retry ID | --all-failed     predq sandbox [...]          predq demo [...]
 
-Exit codes: 0 success; 1 the job ended failed or canceled; 2 bad arguments or input; 3 no such job;
-4 Redis unavailable; 5 ``--timeout`` passed before the job finished; 6 bad settings. Errors are one
-line on stderr.
+Exit codes: 0 success; 1 the job ended failed or canceled (or is not failed, for ``retry``); 2 bad
+arguments or input; 3 no such job; 4 Redis unavailable; 5 ``--timeout`` passed before the job
+finished; 6 bad settings. Errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from producer.errors import (
     ConfigError,
     InvalidRequest,
     JobNotFound,
+    JobNotRetryable,
     PredqError,
     RedisUnavailable,
     WaitTimeout,
@@ -44,8 +46,10 @@ _EXIT_CODES: tuple[tuple[type[PredqError], int], ...] = (
     (RedisUnavailable, EXIT_REDIS),
     (WaitTimeout, EXIT_TIMEOUT),
     (ConfigError, EXIT_CONFIG),
+    (JobNotRetryable, EXIT_JOB_UNSUCCESSFUL),
 )
 _OUTPUT_PREVIEW_CHARS = 500
+_RETRY_ALL_LIMIT = 100_000
 
 
 def _parse_input(text: str) -> Any:
@@ -87,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("id")
     wait.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
     wait.add_argument("--json", action="store_true", help="print the record as JSON")
+
+    failed = commands.add_parser("failed", help="list failed jobs (the dead letters)")
+    failed.add_argument("--limit", type=int, default=100, help="at most this many (%(default)s)")
+    failed.add_argument("--json", action="store_true", help="one JSON record per line")
+
+    retry = commands.add_parser("retry", help="re-drive failed jobs: same id, fresh attempts")
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", help="the failed job to retry")
+    which.add_argument("--all-failed", action="store_true", help="retry every failed job")
+    retry.add_argument("--json", action="store_true", help="print the record(s) as JSON")
 
     sandbox = commands.add_parser("sandbox", help="run the local Replicate-compatible API server")
     try:
@@ -130,6 +144,30 @@ def render(record: JobRecord) -> str:
     return "\n".join(f"{name + ':':<15}{value}" for name, value in rows)
 
 
+def _dead_letter_line(record: JobRecord) -> str:
+    finished = record.finished_at.isoformat(timespec="seconds") if record.finished_at else "-"
+    error = record.error
+    reason = f"[{error.kind.value}] {error.message.splitlines()[0]}" if error else "-"
+    return f"{record.id}  {finished}  {record.model}  attempts={record.attempts}  {reason}"
+
+
+async def _retry(producer: Producer, args: argparse.Namespace) -> int:
+    if not args.all_failed:
+        _show(await producer.retry(args.id), args.json)
+        return 0
+    count = 0
+    # A snapshot, so a job that fails again while this runs is not retried twice.
+    for job_id in [r.id for r in await producer.failed(limit=_RETRY_ALL_LIMIT)]:
+        try:
+            retried = await producer.retry(job_id)
+        except (JobNotFound, JobNotRetryable):  # expired or retried meanwhile
+            continue
+        count += 1
+        print(retried.model_dump_json() if args.json else retried.id)
+    print(f"retried {count} failed jobs", file=sys.stderr)
+    return 0
+
+
 def _show(record: JobRecord, as_json: bool) -> None:
     print(record.model_dump_json() if as_json else render(record))
 
@@ -160,6 +198,12 @@ async def _run_job_command(args: argparse.Namespace, config: Config) -> int:
             return 0
         elif args.command == "wait":
             record = await producer.wait(args.id, args.timeout)
+        elif args.command == "failed":
+            for dead in await producer.failed(args.limit):
+                print(dead.model_dump_json() if args.json else _dead_letter_line(dead))
+            return 0
+        elif args.command == "retry":
+            return await _retry(producer, args)
         else:
             record = await producer.cancel(args.id)
             _show(record, args.json)

@@ -25,8 +25,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from producer.config import Config
-from producer.errors import InvalidRequest, JobNotFound, WaitTimeout
-from producer.models import JobRecord, JobRequest
+from producer.errors import InvalidRequest, JobNotFound, JobNotRetryable, WaitTimeout
+from producer.models import JobRecord, JobRequest, JobState
 from producer.store import JobStore
 
 T = TypeVar("T")
@@ -169,6 +169,25 @@ class Producer:
             raise JobNotFound(job_id)
         return record
 
+    async def retry(self, job_id: str) -> JobRecord:
+        """Re-drive a failed job: the same id, queued again with a fresh budget of attempts, its
+        error history kept. Raises JobNotFound, or JobNotRetryable unless the job is ``failed``."""
+        transition = await self.store.requeue(job_id)
+        if transition.status == "missing":
+            raise JobNotFound(job_id)
+        if not transition.ok:
+            state = transition.previous.value if transition.previous else "unknown"
+            raise JobNotRetryable(f"job {job_id!r} is {state}; only failed jobs can be retried")
+        record = await self.store.get(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    async def failed(self, limit: int = 100) -> list[JobRecord]:
+        """The dead letters: failed jobs, most recently failed first (at most ``limit``)."""
+        ids = await self.store.list_ids(JobState.FAILED, limit=limit)
+        return [r for r in await self.store.get_many(ids) if r is not None]
+
 
 class SyncProducer:
     """The blocking twin of Producer for threaded web apps (Django, Flask).
@@ -263,4 +282,14 @@ class SyncProducer:
     def cancel(self, job_id: str) -> JobRecord:
         """See Producer.cancel."""
         result: JobRecord = self._call(Producer.cancel, job_id)
+        return result
+
+    def retry(self, job_id: str) -> JobRecord:
+        """See Producer.retry."""
+        result: JobRecord = self._call(Producer.retry, job_id)
+        return result
+
+    def failed(self, limit: int = 100) -> list[JobRecord]:
+        """See Producer.failed."""
+        result: list[JobRecord] = self._call(Producer.failed, limit)
         return result

@@ -55,12 +55,16 @@ class LocalRedis:
         port: int | None = None,
         data_dir: str | Path | None = None,
         appendonly: bool = True,
+        config_file: str | Path | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
+        """``config_file`` (e.g. ops/redis.conf) is loaded first; the port, address, directory and
+        log file given here override it. Without one, AOF is ``everysec`` when ``appendonly``."""
         self.port = port or free_port()
         self._own_dir = data_dir is None
         self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix="predq-redis-"))
         self.appendonly = appendonly
+        self.config_file = config_file
         self.extra_args = extra_args
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -74,14 +78,16 @@ class LocalRedis:
 
     def start(self) -> None:
         """Start the server and wait until it answers PING; raises RuntimeError if it does not."""
-        args = [
-            find_redis_server(),
+        args = [find_redis_server()]
+        if self.config_file is not None:
+            args.append(str(self.config_file))
+        else:
+            args += ["--save", "", "--appendonly", "yes" if self.appendonly else "no",
+                     "--appendfsync", "everysec"]  # fmt: skip
+        args += [
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.data_dir),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "everysec",
             "--logfile", str(self.data_dir / "redis.log"),
             *self.extra_args,
         ]  # fmt: skip

@@ -14,6 +14,7 @@ def test_producer_exports_are_pinned() -> None:
         "ErrorInfo",
         "InvalidRequest",
         "JobNotFound",
+        "JobNotRetryable",
         "JobRecord",
         "JobState",
         "PredqError",
