@@ -78,6 +78,7 @@ class LocalRedis:
 
     def start(self) -> None:
         """Start the server and wait until it answers PING; raises RuntimeError if it does not."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [find_redis_server()]
         if self.config_file is not None:
             args.append(str(self.config_file))

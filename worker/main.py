@@ -57,7 +57,12 @@ def redis_settings(config: WorkerConfig) -> RedisSettings:
     settings.conn_retry_delay = 1
     settings.max_connections = config.concurrency + 50
     settings.retry_on_timeout = True
-    settings.retry_on_error = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    # OSError too: a refused connection (Redis restarting) surfaces as ConnectionRefusedError.
+    settings.retry_on_error = [
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        OSError,
+    ]
     settings.retry = RedisRetry(ExponentialBackoff(cap=2.0, base=0.1), 30)
     return settings
 
