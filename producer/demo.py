@@ -13,10 +13,7 @@ import asyncio
 import json
 import os
 import random
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -36,7 +33,6 @@ from producer.models import JobRecord, JobState
 
 FAILING_JOBS = 3
 REAL_REPLICATE_DEFAULT_JOBS = 5
-_STOP_TIMEOUT_S = 35
 
 
 def run_demo(args: argparse.Namespace, config: Config, *, environ: Mapping[str, str]) -> int:
@@ -169,59 +165,30 @@ def _local_redis(console: Console) -> Iterator[str]:
 
 @contextmanager
 def _sandbox(console: Console, logs: Path) -> Iterator[str]:
-    command = [sys.executable, "-m", "sandbox", "--port", "0", "--latency", "1",
-               "--throttle-rate", "0.05", "--retry-after", "1", "--seed", "1",
-               "--log-level", "warning"]  # fmt: skip
-    with (logs / "sandbox.log").open("wb") as log:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
+    from sandbox.launch import SandboxProcess
+
+    args = ["--latency", "1", "--throttle-rate", "0.05", "--retry-after", "1", "--seed", "1"]
+    sandbox = SandboxProcess(args, logs / "sandbox.log")
+    console.print(
+        f"[bold]Replicate[/]: the local sandbox at {sandbox.url} (REPLICATE_API_TOKEN is unset; "
+        "5% of requests are throttled, to show retries)"
+    )
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline().decode().strip()
-        if not line.startswith("sandbox listening on "):
-            raise RuntimeError(f"the sandbox did not start: {(logs / 'sandbox.log').read_text()}")
-        url = line.removeprefix("sandbox listening on ")
-        console.print(
-            f"[bold]Replicate[/]: the local sandbox at {url} (REPLICATE_API_TOKEN is unset; "
-            "5% of requests are throttled, to show retries)"
-        )
-        yield url
+        yield sandbox.url
     finally:
-        _stop([process])
-        if process.stdout is not None:
-            process.stdout.close()
+        sandbox.stop()
 
 
 @contextmanager
 def _workers(console: Console, count: int, env: Mapping[str, str], logs: Path) -> Iterator[None]:
-    processes = []
-    for n in range(count):
-        with (logs / f"worker-{n}.log").open("wb") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "arq", "worker.main.Settings"],
-                    env=dict(env),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+    from sandbox.launch import start_worker, stop
+
+    processes = [start_worker(env, logs / f"worker-{n}.log") for n in range(count)]
     console.print(f"[bold]workers[/]: {count} processes (arq worker.main.Settings)")
     try:
         yield
     finally:
-        _stop(processes)
-
-
-def _stop(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + _STOP_TIMEOUT_S
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(processes)
 
 
 def _tail_logs(console: Console, logs: Path) -> None:

@@ -123,6 +123,8 @@ class Attempt:
         self._task: asyncio.Task[Outcome] | None = None
         #: Why the attempt was stopped from outside: a user canceled the job, or it was taken over.
         self._stopped: Literal["canceled", "stale"] | None = None
+        #: Whether this attempt finished looking for an earlier lost create.
+        self._looked_up = False
 
     @property
     def timeout_s(self) -> float:
@@ -142,11 +144,7 @@ class Attempt:
             self.stop("canceled" if status == "illegal" else "stale")
 
     async def execute(self) -> None:
-        if self.watch.prediction_id is None and self.record.create_unconfirmed_at is not None:
-            await self._find_unconfirmed_create(self.record.create_unconfirmed_at)
-        self._task = asyncio.create_task(
-            self.predictions.run(self.record.model, self.record.input, self.watch)
-        )
+        self._task = asyncio.create_task(self._run())
         if self._stopped is not None:
             self._task.cancel()
         deadline = asyncio.timeout(self.timeout_s)
@@ -182,16 +180,23 @@ class Attempt:
             return
         await self.give_up(verdict)
 
+    async def _run(self) -> Outcome:
+        since = self.record.create_unconfirmed_at
+        if self.watch.prediction_id is None and since is not None:
+            await self._find_unconfirmed_create(since)
+        return await self.predictions.run(self.record.model, self.record.input, self.watch)
+
     async def _find_unconfirmed_create(self, since: datetime) -> None:
-        """An earlier create of this job got no answer: adopt its prediction if it exists."""
+        """An earlier create of this job got no answer: adopt its prediction if it exists.
+
+        If the lookup itself fails, the attempt fails with it (and is retried) rather than
+        risk paying for a second prediction.
+        """
         created_after = since - LOOKUP_SKEW
-        try:
-            candidates = await self.predictions.find(
-                self.record.model, self.record.input, created_after=created_after.isoformat()
-            )
-        except Exception as exc:
-            self.log.warning("prediction.lookup_failed", error=f"{type(exc).__name__}: {exc}")
-            return
+        candidates = await self.predictions.find(
+            self.record.model, self.record.input, created_after=created_after.isoformat()
+        )
+        self._looked_up = True
         for prediction_id in candidates:
             status = await self.store.set_prediction_id(self.record.id, self.run, prediction_id)
             if status == "ok":
@@ -241,7 +246,7 @@ class Attempt:
                 retry_after_s=retry_after,
             )
             keep = self.watch.prediction_id if verdict.keep_prediction else None
-            unconfirmed = self.watch.create_sent_at if verdict.ambiguous_create else None
+            unconfirmed = self._unconfirmed_create(verdict)
             self.ctx["leases"].drop(self.record.id)
             transition = await self.store.retry_later(
                 self.record.id,
@@ -265,6 +270,18 @@ class Attempt:
             self.record.id, self.run, self._error(verdict), prediction_id=self.watch.prediction_id
         )
         self._logged(transition, "job.failed", error=verdict.message)
+
+    def _unconfirmed_create(self, verdict: Verdict) -> str | None:
+        """The earliest create of this job whose answer is still unknown (ISO), if any."""
+        if self.watch.prediction_id is not None:
+            return None
+        times = []
+        if verdict.ambiguous_create and self.watch.create_sent_at is not None:
+            times.append(self.watch.create_sent_at)
+        earlier = self.record.create_unconfirmed_at
+        if earlier is not None and not self._looked_up:
+            times.append(earlier.isoformat())
+        return min(times, default=None)
 
     def _error(self, verdict: Verdict, retry_in_s: float | None = None) -> ErrorInfo:
         return ErrorInfo(

@@ -8,9 +8,7 @@ whose logs go to files under pytest's tmp dir (printed when a test fails).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ import redis
 
 from producer.client import Producer
 from producer.config import Config
+from sandbox.launch import SandboxProcess, start_worker, stop
 from sandbox.local_redis import LocalRedis
 
 SANDBOX_TOKEN = "sandbox-test-token"
@@ -65,23 +64,13 @@ def redis_url(redis_server: LocalRedis) -> str:
 
 
 class Sandbox:
-    """A ``python -m sandbox`` subprocess and its control endpoints."""
+    """The sandbox subprocess and its control endpoints."""
 
     def __init__(self, log_path: Path) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sandbox", "--port", "0", "--latency", "0.2", "--log-level",
-             "warning", "--token", SANDBOX_TOKEN, "--seed", "7"],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().decode().strip()
-        if not line.startswith("sandbox listening on "):
-            self.close()
-            raise RuntimeError(f"sandbox did not start: {line!r}; see {log_path}")
-        self.url = line.removeprefix("sandbox listening on ")
+        args = ["--latency", "0.2", "--log-level", "warning", "--token", SANDBOX_TOKEN,
+                "--seed", "7"]  # fmt: skip
+        self._process = SandboxProcess(args, log_path)
+        self.url = self._process.url
         self.http = httpx.Client(base_url=self.url, timeout=10)
 
     def stats(self) -> dict[str, Any]:
@@ -98,13 +87,8 @@ class Sandbox:
         self.http.post("/sandbox/reset").raise_for_status()
 
     def close(self) -> None:
-        self.http.close() if hasattr(self, "http") else None
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self._log.close()
+        self.http.close()
+        self._process.stop()
 
 
 @pytest.fixture(scope="session")
@@ -146,13 +130,7 @@ class Workers:
                 "REPLICATE_API_TOKEN": SANDBOX_TOKEN,
                 **env,
             }
-            with log_path.open("wb") as log:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "arq", "worker.main.Settings"],
-                    env=full_env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            process = start_worker(full_env, log_path)
             self.processes.append(process)
             self.logs.append(log_path)
             started.append(process)
@@ -165,15 +143,7 @@ class Workers:
         return started
 
     def stop_all(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(self.processes)
 
     def log_text(self) -> str:
         return "\n".join(f"--- {path.name}\n{path.read_text()[-6000:]}" for path in self.logs)
