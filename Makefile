@@ -25,5 +25,8 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+soak: $(STAMP)
+	$(BIN)/python -m ops.soak --jobs 5000 --workers 3
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -32,8 +32,8 @@ from worker.retry import Verdict, classify, retry_delay_s
 
 log = structlog.get_logger(__name__)
 
-#: How far before a lost create's send time to look for its prediction (clock skew).
-LOOKUP_SKEW = timedelta(seconds=60)
+#: Clock skew allowed between this host and Replicate when looking for a lost create.
+LOOKUP_SKEW = timedelta(seconds=10)
 
 
 class WorkerContext(TypedDict):
@@ -192,9 +192,14 @@ class Attempt:
         If the lookup itself fails, the attempt fails with it (and is retried) rather than
         risk paying for a second prediction.
         """
-        created_after = since - LOOKUP_SKEW
+        # The create went out at ``since`` (or, after a crash, soon after) and took at most the
+        # create timeout to reach Replicate.
+        window_end = since + timedelta(seconds=self.config.create_timeout_s) + LOOKUP_SKEW
         candidates = await self.predictions.find(
-            self.record.model, self.record.input, created_after=created_after.isoformat()
+            self.record.model,
+            self.record.input,
+            created_after=(since - LOOKUP_SKEW).isoformat(),
+            created_before=window_end.isoformat(),
         )
         self._looked_up = True
         for prediction_id in candidates:

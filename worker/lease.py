@@ -14,10 +14,15 @@ again and unclaimed ``lease_s`` after the last renewal, and the next worker's po
 The same round trip reads each held job's state, so a job canceled by a producer is noticed within
 ``lease_s / 3`` and its attempt stopped (``on_cancel``).
 
-One gap remains between arq's claim (long TTL) and this worker's first renewal, a few milliseconds
-per job: a worker killed right then leaves a job claimed for arq's whole TTL. Each cycle therefore
-also sweeps the due end of the queue for claims that are older than two leases yet still long,
-which only an unrenewed arq claim can be, and deletes them so the job is picked up again.
+Each cycle also sweeps for two kinds of orphaned jobs:
+
+- A job whose lease ran out (its worker died) becomes due at the lease's end, behind every job
+  queued before it. Recovered jobs have waited longest, so the sweep moves them to the front of the
+  queue (one Lua call over the running index) instead of leaving them behind a backlog.
+- Between arq's claim (long TTL) and this worker's first renewal there is a gap of a few
+  milliseconds per job: a worker killed right then leaves a job claimed for arq's whole TTL. Due
+  jobs whose claim is older than two leases yet still long, which only an unrenewed arq claim can
+  be, get that claim deleted so the job is picked up again.
 """
 
 from __future__ import annotations
@@ -34,10 +39,33 @@ from producer.models import JobState
 
 log = structlog.get_logger(__name__)
 _CANCELED = JobState.CANCELED.value.encode()
+#: Score that puts a recovered job at the head of the arq queue.
+FRONT_OF_QUEUE = 1
+
+# KEYS[1] predq:state:running   KEYS[2] the arq queue
+# ARGV[1] now (ms)   ARGV[2] arq's in-progress prefix   ARGV[3] head score
+# Returns the ids moved: running jobs that are due again and no longer claimed by anyone.
+_FRONT_RECOVERED = """
+local moved = {}
+local now = tonumber(ARGV[1])
+for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local score = redis.call('ZSCORE', KEYS[2], id)
+  if score and tonumber(score) <= now and tonumber(score) > tonumber(ARGV[3])
+      and redis.call('EXISTS', ARGV[2] .. id) == 0 then
+    redis.call('ZADD', KEYS[2], 'XX', ARGV[3], id)
+    moved[#moved + 1] = id
+  end
+end
+return moved
+"""
 
 
 def _nothing() -> None:
     pass
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class Leases:
@@ -52,6 +80,7 @@ class Leases:
         self._lease_ms = int(lease_s * 1000)
         self._arq_claim_ms = int(arq_claim_s * 1000)
         self._held: dict[str, Callable[[], None]] = {}
+        self._front_recovered = redis.register_script(_FRONT_RECOVERED)
 
     @property
     def renew_every_s(self) -> float:
@@ -83,13 +112,22 @@ class Leases:
                 log.warning("lease.renew_failed", jobs=len(self._held), error=type(exc).__name__)
 
     async def sweep(self, limit: int = 200) -> list[str]:
-        """Release due jobs whose arq claim was never shortened (its worker died right after
-        claiming); returns their ids."""
+        """Put recovered jobs first in the queue, and release due jobs whose arq claim was never
+        shortened (their worker died right after claiming); returns the ids it touched."""
         now_ms = clock.to_ms(clock.now())
+        fronted = await self._front_recovered(
+            keys=[keys.state_index(JobState.RUNNING), self._queue_name],
+            args=[now_ms, keys.ARQ_IN_PROGRESS_PREFIX, FRONT_OF_QUEUE],
+        )
+        if fronted:
+            log.info("lease.recovered_jobs_first", jobs=len(fronted))
+        return [_text(i) for i in fronted] + await self._release_stuck(now_ms, limit)
+
+    async def _release_stuck(self, now_ms: int, limit: int) -> list[str]:
         due = await self._redis.zrangebyscore(self._queue_name, "-inf", now_ms, start=0, num=limit)
         if not due:
             return []
-        ids = [d.decode() if isinstance(d, bytes) else str(d) for d in due]
+        ids = [_text(d) for d in due]
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.pttl(keys.arq_in_progress(job_id))

@@ -27,6 +27,7 @@ from producer.keys import JOB_FUNCTION
 from producer.logs import configure_logging
 from producer.models import ATTEMPT_TIMEOUT_LIMIT_S
 from producer.store import JobStore
+from worker import arq_patches
 from worker.config import WorkerConfig
 from worker.jobs import WorkerContext, run_prediction
 from worker.lease import Leases
@@ -70,6 +71,7 @@ def redis_settings(config: WorkerConfig) -> RedisSettings:
 def build_settings(environ: Mapping[str, str]) -> type:
     """The class arq reads its Worker arguments from, for the configuration in ``environ``."""
     config = WorkerConfig.from_env(environ)
+    arq_patches.apply()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
         if ctx.get("configure_logging", True):  # an embedding process (a test) may say no

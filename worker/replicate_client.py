@@ -14,6 +14,7 @@ prediction instead of raising), the raw status ``aborted`` (which 1.0.7 cannot p
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import re
@@ -30,12 +31,13 @@ from replicate.exceptions import ModelError
 from producer import clock
 from producer.models import MODEL_REF
 from worker.config import WorkerConfig
+from worker.retry import backoff_s, classify
 
 log = structlog.get_logger(__name__)
 
 _CREATE_PATH = re.compile(r"/v1/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)$")
 _PREDICTION_PATH = re.compile(r"/v1/predictions/[^/]+(?:/cancel)?$")
-FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
+_PAGE_TRIES = 5
 
 OnCreated = Callable[[str], Awaitable[None]]
 
@@ -185,25 +187,32 @@ class Predictions:
         return Outcome("succeeded", prediction.output)
 
     async def find(
-        self, model: str, input: dict[str, Any], *, created_after: str, limit: int = 500
+        self,
+        model: str,
+        input: dict[str, Any],
+        *,
+        created_after: str,
+        created_before: str,
+        limit: int = 10_000,
     ) -> list[str]:
-        """Ids of predictions of ``model`` on exactly ``input`` created after ``created_after``
-        (ISO), newest first: the candidates for a create whose answer was lost.
+        """Ids of predictions of ``model`` on exactly ``input`` created in the window (ISO times),
+        newest first: the candidates for a create whose answer was lost.
 
-        Reads the raw list (the 1.0.7 client cannot parse an ``aborted`` prediction) and stops
-        after ``limit`` predictions.
+        Reads the raw list (the 1.0.7 client cannot parse an ``aborted`` prediction), page by
+        page (each a request against the account's rate limit), and stops after ``limit``.
         """
         match = MODEL_REF.match(model)
         if match is None:
             return []
         name = f"{match['owner']}/{match['name']}"
-        query = httpx.QueryParams({"created_after": created_after})
+        query = httpx.QueryParams(
+            {"created_after": created_after, "created_before": created_before}
+        )
         cursor: str | None = f"/v1/predictions?{query}"
         found: list[str] = []
         seen = 0
         while cursor and seen < limit:
-            response = await self._client._async_request("GET", cursor)
-            page = response.json()
+            page = await self._list_page(cursor)
             for item in page.get("results", []):
                 seen += 1
                 same_version = match["version"] is None or item.get("version") == match["version"]
@@ -211,6 +220,21 @@ class Predictions:
                     found.append(item["id"])
             cursor = page.get("next")
         return found
+
+    async def _list_page(self, cursor: str) -> dict[str, Any]:
+        """One page of the prediction list; a throttled or failed page is fetched again (reads
+        are safe to repeat), so one bad page does not cost the whole lookup."""
+        attempt = 1
+        while True:
+            try:
+                response = await self._client._async_request("GET", cursor)
+                page: dict[str, Any] = response.json()
+                return page
+            except Exception as exc:
+                if attempt >= _PAGE_TRIES or not classify(exc, prediction_known=True).retryable:
+                    raise
+            await asyncio.sleep(backoff_s(attempt, base_s=0.2, max_s=2.0))
+            attempt += 1
 
     async def cancel(self, prediction_id: str) -> None:
         """Ask Replicate to cancel the prediction (it stops running and billing)."""

@@ -62,7 +62,7 @@ def classify(exc: BaseException, *, prediction_known: bool) -> Verdict:
 
 def _classify_status(exc: ReplicateError, *, prediction_known: bool) -> Verdict:
     status = exc.status or 0
-    reason = " - ".join(part for part in (exc.title, exc.detail) if part) or str(exc)
+    reason = " - ".join(part for part in (exc.title, exc.detail) if part) or "no details"
     message = f"Replicate answered {status}: {reason}"
     if status == 429:
         return Verdict(ErrorKind.THROTTLED, message, True, status)

@@ -1,0 +1,71 @@
+"""The two wrappers in worker/arq_patches.py, on stand-ins for arq's Worker."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis.exceptions
+from arq.worker import Worker
+
+from worker import arq_patches
+
+
+async def test_a_failed_claim_gives_its_slot_back() -> None:
+    worker: Any = SimpleNamespace(job_counter=0, sem=asyncio.BoundedSemaphore(2))
+
+    async def start_jobs(self: Any, job_ids: list[bytes]) -> None:
+        await self.sem.acquire()  # what arq does before claiming a job...
+        self.job_counter += 1
+        raise redis.exceptions.WatchError("A ConnectionError occurred on while watching")
+
+    with pytest.raises(redis.exceptions.WatchError):
+        await arq_patches._returning_slots(start_jobs)(worker, [b"job"])
+    assert worker.job_counter == 0
+    for _ in range(2):  # both slots can be taken again
+        await asyncio.wait_for(worker.sem.acquire(), timeout=1)
+
+
+async def test_the_poll_loop_outlives_redis_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps: list[float] = []
+
+    async def no_sleep(delay_s: float) -> None:
+        sleeps.append(delay_s)
+
+    monkeypatch.setattr(arq_patches.asyncio, "sleep", no_sleep)
+    outcomes: list[BaseException | None] = [
+        redis.exceptions.ConnectionError("down"),
+        ConnectionRefusedError(111, "refused"),
+        None,
+    ]
+
+    async def poll(self: Any) -> None:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+
+    wrapped = arq_patches._surviving_redis(poll)
+    worker: Any = SimpleNamespace()
+    for _ in range(3):
+        await wrapped(worker)
+    assert sleeps == [0.1, 0.2]
+    assert worker._predq_redis_failures == 0
+
+
+async def test_other_errors_still_surface() -> None:
+    async def poll(self: Any) -> None:
+        raise KeyError("a bug")
+
+    with pytest.raises(KeyError):
+        await arq_patches._surviving_redis(poll)(SimpleNamespace())
+
+
+def test_applied_once_by_the_worker_settings() -> None:
+    import worker.main  # noqa: F401  (importing builds Settings, which applies the patches)
+
+    assert getattr(Worker, "_predq_patched", False)
+    before = Worker._poll_iteration
+    arq_patches.apply()
+    assert Worker._poll_iteration is before

@@ -1,0 +1,82 @@
+"""Two fixes to arq 0.28's worker loop so that a worker rides out a Redis restart.
+
+arq is in maintenance-only mode and pinned (0.28.x), so these are applied here, once, when
+``worker.main`` is imported (``arq worker.main.Settings`` imports it before building the Worker):
+
+1. ``Worker._poll_iteration`` lets any Redis error escape, which ends ``Worker.main`` and the process
+   (python-arq/arq#435, #498). redis-py's own retries cover most of an outage, but not all: a
+   connection error while WATCHing is raised as ``WatchError`` and never retried. The wrapper logs
+   the error, backs off (0.1 s doubling to 2 s) and lets the loop go on.
+2. ``Worker.start_jobs`` takes a slot (``job_counter`` + semaphore) for the job it is claiming and
+   does not give it back when the claim fails with an exception. After a few outages a worker would
+   have no slots left. The wrapper gives back the one slot an escaping exception leaves taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import redis.exceptions
+import structlog
+from arq.worker import Worker
+
+log = structlog.get_logger(__name__)
+
+REDIS_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.WatchError,
+    OSError,
+)
+_BACKOFF_FIRST_S = 0.1
+_BACKOFF_MAX_S = 2.0
+
+
+def apply() -> None:
+    """Install both wrappers on arq's Worker (idempotent)."""
+    if getattr(Worker, "_predq_patched", False):
+        return
+    Worker._poll_iteration = _surviving_redis(Worker._poll_iteration)  # type: ignore[method-assign,assignment]
+    Worker.start_jobs = _returning_slots(Worker.start_jobs)  # type: ignore[method-assign,assignment]
+    Worker._predq_patched = True  # type: ignore[attr-defined]
+
+
+def _surviving_redis(
+    poll: Callable[[Worker], Awaitable[None]],
+) -> Callable[[Worker], Awaitable[None]]:
+    async def poll_iteration(self: Worker) -> None:
+        try:
+            await poll(self)
+        except REDIS_ERRORS as exc:
+            failures = getattr(self, "_predq_redis_failures", 0) + 1
+            self._predq_redis_failures = failures  # type: ignore[attr-defined]
+            delay_s = min(_BACKOFF_MAX_S, _BACKOFF_FIRST_S * 2 ** (failures - 1))
+            log.warning(
+                "worker.redis_unavailable",
+                error=f"{type(exc).__name__}: {exc}",
+                failures=failures,
+                retry_in_s=delay_s,
+            )
+            await asyncio.sleep(delay_s)
+        else:
+            if getattr(self, "_predq_redis_failures", 0):
+                log.info("worker.redis_back", failures=self._predq_redis_failures)  # type: ignore[attr-defined]
+                self._predq_redis_failures = 0  # type: ignore[attr-defined]
+
+    return poll_iteration
+
+
+def _returning_slots(
+    start_jobs: Callable[[Worker, list[bytes]], Awaitable[None]],
+) -> Callable[[Worker, list[bytes]], Awaitable[None]]:
+    async def start(self: Worker, job_ids: list[bytes]) -> None:
+        try:
+            await start_jobs(self, job_ids)
+        except REDIS_ERRORS:
+            # Raised inside the claim of one job, after arq took its slot: give that slot back.
+            self.job_counter -= 1
+            self.sem.release()
+            raise
+
+    return start
