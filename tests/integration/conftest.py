@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -172,6 +173,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+def predq(redis_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the ``predq`` command against ``redis_url``."""
+    return subprocess.run(
+        [sys.executable, "-m", "producer.cli", *args],
+        env={**os.environ, "REDIS_URL": redis_url},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.integration.conftest import Sandbox, Workers
+from tests.integration.conftest import Sandbox, Workers, predq
 
 pytestmark = pytest.mark.integration
 RECORD_FIELDS = {
     "id", "state", "model", "input", "output", "error", "attempts", "prediction_id",
     "created_at", "finished_at",
 }  # fmt: skip
-
-
-def predq(redis_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "producer.cli", *args],
-        env={**os.environ, "REDIS_URL": redis_url},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_enqueue_wait_status(redis_url: str, workers: Workers, sandbox: Sandbox) -> None:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,19 +11,9 @@ from producer import JobNotFound, JobNotRetryable
 from producer.client import Producer
 from producer.config import Config
 from producer.models import JobState
-from tests.integration.conftest import Sandbox, Workers
+from tests.integration.conftest import Sandbox, Workers, predq
 
 pytestmark = pytest.mark.integration
-
-
-def predq(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "producer.cli", *args],
-        env={**os.environ, "REDIS_URL": redis_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_retry_redrives_a_failed_job_with_history_kept(
