@@ -25,6 +25,9 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+bench: $(STAMP)
+	$(BIN)/python -m ops.bench
+
 soak: $(STAMP)
 	$(BIN)/python -m ops.soak --jobs 5000 --workers 3
 

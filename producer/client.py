@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -29,7 +29,9 @@ from producer.errors import InvalidRequest, JobNotFound, JobNotRetryable, WaitTi
 from producer.models import JobRecord, JobRequest, JobState
 from producer.store import JobStore
 
-T = TypeVar("T")
+#: Largest ``enqueue_many`` batch (its records are built in memory and sent in one pipeline).
+MAX_BATCH = 10_000
+_JOB_FIELDS = frozenset({"model", "input", "idempotency_key", "max_attempts", "attempt_timeout_s"})
 _WAIT_FIRST_POLL_S = 0.05
 _WAIT_MAX_POLL_S = 1.0
 
@@ -127,6 +129,37 @@ class Producer:
         )
         record, _created = await self.store.create(request)
         return record
+
+    async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]]) -> list[JobRecord]:
+        """Queue many jobs in one round trip; returns their records in the same order.
+
+        Each item holds ``enqueue``'s arguments by name: ``model`` and ``input``, and optionally
+        ``idempotency_key``, ``max_attempts``, ``attempt_timeout_s``. Every item is validated
+        before anything is written: one bad item raises InvalidRequest naming its index, and no job
+        of the batch is queued. Idempotency keys work as in ``enqueue``.
+        """
+        if len(jobs) > MAX_BATCH:
+            raise InvalidRequest(f"at most {MAX_BATCH:,} jobs per batch, got {len(jobs):,}")
+        requests = [self._request(n, job) for n, job in enumerate(jobs)]
+        return [record for record, _ in await self.store.create_many(requests)]
+
+    def _request(self, index: int, job: Mapping[str, Any]) -> JobRequest:
+        unknown = set(job) - _JOB_FIELDS
+        try:
+            if not isinstance(job, Mapping) or "model" not in job or "input" not in job:
+                raise InvalidRequest("needs 'model' and 'input'")
+            if unknown:
+                raise InvalidRequest(f"unknown fields {sorted(unknown)}")
+            return JobRequest.build(
+                job["model"],
+                job["input"],
+                max_input_bytes=self.config.max_input_bytes,
+                idempotency_key=job.get("idempotency_key"),
+                max_attempts=job.get("max_attempts"),
+                attempt_timeout_s=job.get("attempt_timeout_s"),
+            )
+        except InvalidRequest as exc:
+            raise type(exc)(f"job {index}: {exc}") from None
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The job's record, or None if no job has this id (never a made-up "queued")."""
@@ -267,6 +300,11 @@ class SyncProducer:
             max_attempts=max_attempts,
             attempt_timeout_s=attempt_timeout_s,
         )
+        return result
+
+    def enqueue_many(self, jobs: Sequence[Mapping[str, Any]]) -> list[JobRecord]:
+        """See Producer.enqueue_many."""
+        result: list[JobRecord] = self._call(Producer.enqueue_many, jobs)
         return result
 
     def get(self, job_id: str) -> JobRecord | None:

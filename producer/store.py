@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import resources
 from typing import Any, Literal
 
@@ -109,8 +110,36 @@ class JobStore:
         With an idempotency key that is still in its window, returns the job it first created
         (whatever its state) and ``created=False``; nothing is written then.
         """
-        job_id = uuid.uuid4().hex
+        [result] = await self.create_many([request])
+        return result
+
+    async def create_many(self, requests: Sequence[JobRequest]) -> list[tuple[JobRecord, bool]]:
+        """``create`` for each request, in one round trip (a pipeline of the same Lua call).
+
+        Each job is created atomically; the batch as a whole is not a transaction (like that many
+        ``create`` calls, in order: a repeated idempotency key returns the batch's first job).
+        """
         now = clock.now()
+        calls = [self._create_call(request, now) for request in requests]
+        with redis_errors(self._config):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for script_keys, args, _ in calls:
+                    await self._create(keys=script_keys, args=args, client=pipe)
+                replies = await pipe.execute()
+        results = []
+        for (_, _, fields), request, reply in zip(calls, requests, replies, strict=True):
+            if _text(reply[0]) == "existing":
+                results.append((parse_record(_pairs(reply[1:])), False))
+            else:
+                data = {**fields, "input": json.loads(request.input_json), "errors": []}
+                results.append((JobRecord.model_validate(data), True))
+        return results
+
+    def _create_call(
+        self, request: JobRequest, now: datetime
+    ) -> tuple[list[str], list[Any], dict[str, str]]:
+        """The keys and arguments of create.lua for one new job, and the record's fields."""
+        job_id = uuid.uuid4().hex
         now_ms = clock.to_ms(now)
         fields: dict[str, str] = {
             "id": job_id,
@@ -129,7 +158,6 @@ class JobStore:
             fields["max_attempts"] = str(request.max_attempts)
         if request.attempt_timeout_s is not None:
             fields["attempt_timeout_s"] = repr(request.attempt_timeout_s)
-        payload = arq_payload(job_id, now_ms)
         script_keys = [
             keys.job(job_id),
             keys.state_index(JobState.QUEUED),
@@ -141,20 +169,14 @@ class JobStore:
         args: list[Any] = [
             job_id,
             now_ms,
-            payload,
+            arq_payload(job_id, now_ms),
             self._config.retention_s * 1000,
             self._config.idempotency_window_s,
             keys.JOB_PREFIX,
         ]
         for name, value in fields.items():
             args += [name, value]
-        with redis_errors(self._config):
-            reply = await self._create(keys=script_keys, args=args)
-        if _text(reply[0]) == "existing":
-            return parse_record(_pairs(reply[1:])), False
-        return JobRecord.model_validate(
-            {**fields, "input": json.loads(request.input_json), "errors": []}
-        ), True
+        return script_keys, args, fields
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The record, or None when no job has this id (or its retention ran out)."""
