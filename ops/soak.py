@@ -48,6 +48,9 @@ WORKER_ENV = {
     "PREDQ_SHUTDOWN_GRACE_S": "5",
     "PREDQ_LOG_FORMAT": "json",
     "REPLICATE_API_TOKEN": "soak",
+    # The sandbox here enforces no account limits; predq's limiter has its own test and bench row.
+    "PREDQ_CREATES_PER_MIN": "0",
+    "PREDQ_REQUESTS_PER_MIN": "0",
 }
 
 

@@ -230,6 +230,18 @@ class JobStore:
                 replies = await pipe.execute()
         return [parse_record(fields) if fields else None for fields in replies]
 
+    async def model_of(self, job_id: str) -> str | None:
+        """The job's model reference (None for an unknown job), without reading the whole record."""
+        with redis_errors(self._config):
+            model = await self._redis.hget(keys.job(job_id), "model")  # type: ignore[misc]
+        return _text(model) if model is not None else None
+
+    async def defer(self, job_id: str, delay_s: float) -> None:
+        """Make the job's existing queue entry due again in ``delay_s`` (its record is unchanged)."""
+        due_ms = clock.to_ms(clock.now()) + int(delay_s * 1000)
+        with redis_errors(self._config):
+            await self._redis.zadd(self._config.queue_name, {job_id: due_ms}, xx=True)
+
     async def list_ids(self, state: JobState, *, limit: int = 100) -> list[str]:
         """Ids of jobs in ``state``, most recently changed first."""
         with redis_errors(self._config):

@@ -3,19 +3,22 @@
 Environment (beyond producer.config.Config's): ``PREDQ_CONCURRENCY``, ``PREDQ_MAX_ATTEMPTS``,
 ``PREDQ_ATTEMPT_TIMEOUT_S``, ``PREDQ_CREATE_TIMEOUT_S``, ``PREDQ_BACKOFF_BASE_S``,
 ``PREDQ_BACKOFF_MAX_S``, ``PREDQ_POLL_INTERVAL_S``, ``PREDQ_LEASE_S``, ``PREDQ_MAX_RECOVERIES``,
-``PREDQ_SHUTDOWN_GRACE_S``, ``PREDQ_QUEUE_POLL_S``, ``PREDQ_LOG_LEVEL``, ``PREDQ_LOG_FORMAT``, and the
-replicate client's own ``REPLICATE_API_TOKEN`` and ``REPLICATE_BASE_URL``.
+``PREDQ_SHUTDOWN_GRACE_S``, ``PREDQ_QUEUE_POLL_S``, ``PREDQ_CREATES_PER_MIN``,
+``PREDQ_REQUESTS_PER_MIN``, ``PREDQ_CREATE_BURST``, ``PREDQ_REQUEST_BURST``,
+``PREDQ_THROTTLE_PAUSE_S``, ``PREDQ_MODEL_CONCURRENCY``, ``PREDQ_LOG_LEVEL``, ``PREDQ_LOG_FORMAT``,
+and the replicate client's own ``REPLICATE_API_TOKEN`` and ``REPLICATE_BASE_URL``.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from producer.config import Config
 from producer.logs import LogFormat
-from producer.models import ATTEMPT_TIMEOUT_LIMIT_S, MAX_ATTEMPTS_LIMIT
+from producer.models import ATTEMPT_TIMEOUT_LIMIT_S, MAX_ATTEMPTS_LIMIT, MODEL_REF
+from worker.ratelimit import Budget, Kind
 
 
 class WorkerConfig(Config):
@@ -44,16 +47,48 @@ class WorkerConfig(Config):
     shutdown_grace_s: int = Field(30, alias="PREDQ_SHUTDOWN_GRACE_S", ge=0)
     #: How often an idle worker looks for new jobs (arq's ``poll_delay``).
     queue_poll_s: float = Field(0.2, alias="PREDQ_QUEUE_POLL_S", gt=0)
+    #: Replicate's published limits, shared by all workers (0: no limit of predq's own).
+    creates_per_min: int = Field(600, alias="PREDQ_CREATES_PER_MIN", ge=0)
+    requests_per_min: int = Field(3000, alias="PREDQ_REQUESTS_PER_MIN", ge=0)
+    #: Requests allowed at once above the rate after a quiet spell.
+    create_burst: int = Field(0, alias="PREDQ_CREATE_BURST", ge=0)
+    request_burst: int = Field(0, alias="PREDQ_REQUEST_BURST", ge=0)
+    #: How long all workers hold a budget after a 429 that gave no Retry-After.
+    throttle_pause_s: float = Field(5.0, alias="PREDQ_THROTTLE_PAUSE_S", ge=0)
+    #: In-flight caps per model across all workers: ``owner/name=N,owner/other=M``.
+    model_concurrency: dict[str, int] = Field(default_factory=dict, alias="PREDQ_MODEL_CONCURRENCY")
     log_level: str = Field("INFO", alias="PREDQ_LOG_LEVEL")
     log_format: LogFormat = Field("auto", alias="PREDQ_LOG_FORMAT")
     replicate_api_token: SecretStr | None = Field(None, alias="REPLICATE_API_TOKEN", repr=False)
     replicate_base_url: str | None = Field(None, alias="REPLICATE_BASE_URL")
+
+    @field_validator("model_concurrency", mode="before")
+    @classmethod
+    def _parse_caps(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        caps: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            model, _, cap = item.rpartition("=")
+            if not MODEL_REF.match(model) or ":" in model or not cap.isdigit() or int(cap) < 1:
+                raise ValueError(f"expected owner/name=N[,owner/name=N...], got {item!r}")
+            caps[model] = int(cap)
+        return caps
 
     @model_validator(mode="after")
     def _check_backoff(self) -> WorkerConfig:
         if self.backoff_max_s < self.backoff_base_s:
             raise ValueError("PREDQ_BACKOFF_MAX_S must be at least PREDQ_BACKOFF_BASE_S")
         return self
+
+    def budgets(self) -> dict[Kind, Budget]:
+        """The rate-limit budgets that are on (a rate of 0 turns one off)."""
+        budgets: dict[Kind, Budget] = {}
+        if self.creates_per_min:
+            budgets["create"] = Budget(self.creates_per_min, self.create_burst)
+        if self.requests_per_min:
+            budgets["other"] = Budget(self.requests_per_min, self.request_burst)
+        return budgets
 
     def secrets(self) -> list[str]:
         """Values that must never appear in a log line."""

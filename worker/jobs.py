@@ -13,7 +13,9 @@ worker whose job was taken over by another is fenced out of every later write (r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import random
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypedDict
 
@@ -27,11 +29,14 @@ from producer.models import ErrorInfo, ErrorKind, JobRecord, JobState
 from producer.store import JobStore, Transition
 from worker.config import WorkerConfig
 from worker.lease import Leases
+from worker.model_slots import ModelSlots
 from worker.replicate_client import Outcome, Predictions, PredictionWatch
 from worker.retry import Verdict, classify, retry_delay_s
 
 log = structlog.get_logger(__name__)
 
+#: How long a job waits before trying again for a slot of its capped model.
+MODEL_SLOT_WAIT_S = 1.0
 #: Clock skew allowed between this host and Replicate when looking for a lost create.
 LOOKUP_SKEW = timedelta(seconds=10)
 
@@ -44,7 +49,8 @@ class WorkerContext(TypedDict):
     store: JobStore
     predictions: Predictions
     leases: Leases
-    lease_task: asyncio.Task[None]
+    model_slots: ModelSlots
+    background: list[asyncio.Task[None]]
     job_id: str
     job_try: int
 
@@ -74,11 +80,15 @@ async def run_prediction(ctx: WorkerContext, job_id: str) -> None:
         await ctx["store"].fail(job_id, None, error)
     finally:
         ctx["leases"].drop(job_id)
+        with contextlib.suppress(redis.exceptions.RedisError, OSError):
+            await ctx["model_slots"].give_back(job_id)
 
 
 async def _attempt(ctx: WorkerContext, job_id: str) -> None:
     store, config = ctx["store"], ctx["config"]
     await ctx["leases"].hold(job_id)
+    if config.model_concurrency and not await _model_slot(ctx, job_id):
+        return
     claim, run = await store.start(job_id)
     if not claim.ok or claim.record is None:
         log.info("job.skipped", job_id=job_id, reason=claim.status, state=claim.previous)
@@ -101,6 +111,19 @@ async def _attempt(ctx: WorkerContext, job_id: str) -> None:
     else:
         attempt.log.info("job.running")
     await attempt.execute()
+
+
+async def _model_slot(ctx: WorkerContext, job_id: str) -> bool:
+    """Take a slot of the job's model if it is capped. When none is free, the job goes back to
+    the queue, due again shortly, without an attempt counted (raises arq.Retry)."""
+    model = await ctx["store"].model_of(job_id)
+    if model is None or await ctx["model_slots"].take(model, job_id):
+        return True
+    ctx["leases"].drop(job_id)
+    delay_s = random.uniform(MODEL_SLOT_WAIT_S / 2, MODEL_SLOT_WAIT_S)
+    await ctx["store"].defer(job_id, delay_s)
+    log.debug("job.waiting_for_model_slot", job_id=job_id, model=model)
+    raise Retry()
 
 
 class Attempt:

@@ -31,6 +31,8 @@ from worker import arq_patches
 from worker.config import WorkerConfig
 from worker.jobs import WorkerContext, run_prediction
 from worker.lease import Leases
+from worker.model_slots import ModelSlots
+from worker.ratelimit import RateLimiter
 from worker.replicate_client import Predictions
 
 log = structlog.get_logger(__name__)
@@ -80,8 +82,14 @@ def build_settings(environ: Mapping[str, str]) -> type:
         job_ctx = cast(WorkerContext, ctx)
         job_ctx["config"] = config
         job_ctx["store"] = JobStore(ctx["redis"], config)
+        budgets = config.budgets()
+        limiter = RateLimiter(ctx["redis"], budgets) if budgets else None
         # ctx may carry an HTTP transport (tests run the sandbox in-process through one).
-        job_ctx["predictions"] = Predictions(config, transport=ctx.get("http_transport"))
+        job_ctx["predictions"] = Predictions(
+            config, transport=ctx.get("http_transport"), limiter=limiter
+        )
+        slots = ModelSlots(ctx["redis"], config.model_concurrency, lease_s=config.lease_s)
+        job_ctx["model_slots"] = slots
         leases = Leases(
             ctx["redis"],
             queue_name=config.queue_name,
@@ -89,19 +97,23 @@ def build_settings(environ: Mapping[str, str]) -> type:
             arq_claim_s=ARQ_JOB_TIMEOUT_S + 10,
         )
         job_ctx["leases"] = leases
-        job_ctx["lease_task"] = asyncio.create_task(leases.keep_renewing())
+        job_ctx["background"] = [
+            asyncio.create_task(leases.keep_renewing()),
+            asyncio.create_task(slots.keep_renewing()),
+        ]
         log.info(
             "worker.started",
             queue=config.queue_name,
             concurrency=config.concurrency,
+            rate_limits={kind: budget.per_min for kind, budget in budgets.items()},
+            model_caps=config.model_concurrency,
             redis=config.redis_url_redacted,
             replicate=config.replicate_base_url or "https://api.replicate.com",
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
         job_ctx = cast(WorkerContext, ctx)
-        task = job_ctx.get("lease_task")
-        if task is not None:
+        for task in job_ctx.get("background", []):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

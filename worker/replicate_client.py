@@ -7,7 +7,8 @@ every prediction response of the current attempt (a ContextVar says which attemp
 of a create to the job *before* the client itself sees the response. The job stores it right then, so
 a retry or a recovered job resumes that prediction instead of paying for a second one.
 
-The same transport records the last status seen (``async_run`` returns None for a canceled
+Every request first waits for its slot in the shared rate limit (worker/ratelimit.py), and a 429
+pauses that budget for every worker. The same transport records the last status seen (``async_run`` returns None for a canceled
 prediction instead of raising), the raw status ``aborted`` (which 1.0.7 cannot parse), and
 ``Retry-After`` on 429s (``ReplicateError`` drops the headers).
 """
@@ -31,6 +32,7 @@ from replicate.exceptions import ModelError
 from producer import clock
 from producer.models import MODEL_REF
 from worker.config import WorkerConfig
+from worker.ratelimit import Kind, RateLimiter
 from worker.retry import backoff_s, classify
 
 log = structlog.get_logger(__name__)
@@ -74,9 +76,18 @@ def parse_retry_after(value: str | None) -> float | None:
 class ObservingTransport(httpx.AsyncBaseTransport):
     """Wraps the real transport; reports prediction responses to the current PredictionWatch."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, *, create_timeout_s: float) -> None:
+    def __init__(
+        self,
+        inner: httpx.AsyncBaseTransport,
+        *,
+        create_timeout_s: float,
+        limiter: RateLimiter | None = None,
+        throttle_pause_s: float = 5.0,
+    ) -> None:
         self._inner = inner
         self._create_timeout = httpx.Timeout(create_timeout_s).as_dict()
+        self._limiter = limiter
+        self._throttle_pause_s = throttle_pause_s
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -87,11 +98,18 @@ class ObservingTransport(httpx.AsyncBaseTransport):
             request.extensions["timeout"] = self._create_timeout
             if watch is not None:
                 watch.create_sent_at = clock.now().isoformat()
+        kind: Kind = "create" if is_create else "other"
+        if self._limiter is not None:
+            await self._limiter.acquire(kind)
         response = await self._inner.handle_async_request(request)
+        if response.status_code == 429:
+            retry_after_s = parse_retry_after(response.headers.get("retry-after"))
+            if watch is not None:
+                watch.retry_after_s = retry_after_s
+            if self._limiter is not None:
+                await self._limiter.pause(kind, retry_after_s or self._throttle_pause_s)
         if watch is None or not (is_create or _PREDICTION_PATH.search(path)):
             return response
-        if response.status_code == 429:
-            watch.retry_after_s = parse_retry_after(response.headers.get("retry-after"))
         if 200 <= response.status_code < 300:
             await response.aread()
             await self._observe(watch, response.content, is_create=is_create)
@@ -134,9 +152,14 @@ class Predictions:
     """
 
     def __init__(
-        self, config: WorkerConfig, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        config: WorkerConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        limiter: RateLimiter | None = None,
     ) -> None:
-        """``transport`` replaces the HTTP transport (e.g. ``httpx.ASGITransport`` in tests)."""
+        """``transport`` replaces the HTTP transport (e.g. ``httpx.ASGITransport`` in tests);
+        ``limiter`` paces every request (None: no pacing of predq's own)."""
         token = config.replicate_api_token
         inner = transport or httpx.AsyncHTTPTransport(
             limits=httpx.Limits(
@@ -144,7 +167,12 @@ class Predictions:
                 max_keepalive_connections=max(20, config.concurrency),
             )
         )
-        transport = ObservingTransport(inner, create_timeout_s=config.create_timeout_s)
+        transport = ObservingTransport(
+            inner,
+            create_timeout_s=config.create_timeout_s,
+            limiter=limiter,
+            throttle_pause_s=config.throttle_pause_s,
+        )
         self._transport: ObservingTransport = transport
         self._client = ReplicateClient(
             api_token=token.get_secret_value() if token is not None else None,

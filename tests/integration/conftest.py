@@ -34,6 +34,9 @@ FAST_WORKER_ENV = {
     "PREDQ_CREATE_TIMEOUT_S": "2",
     "PREDQ_LOG_FORMAT": "json",
     "PREDQ_LOG_LEVEL": "DEBUG",
+    # predq's own rate limits are off unless a test is about them (tests/integration/test_limits.py).
+    "PREDQ_CREATES_PER_MIN": "0",
+    "PREDQ_REQUESTS_PER_MIN": "0",
 }
 
 

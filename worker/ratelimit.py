@@ -1,0 +1,115 @@
+"""A rate limiter shared by every worker process, in front of every request made to Replicate.
+
+Replicate allows 600 prediction creates per minute and 3,000 other requests per minute per account
+(short bursts above that are allowed). Each budget is a GCRA bucket in Redis (one key holding the
+"theoretical arrival time"): a request reserves the next free slot in one atomic Lua call and
+sleeps until it, so the requests of all workers together never exceed the rate, whatever their
+number, and waiting requests are served in the order they asked.
+
+A 429 from Replicate pauses its budget for every worker at once (``predq:ratelimit:{kind}:pause``,
+for Retry-After or a default), instead of each worker discovering the limit alone.
+
+Polling stays within budget by the same means: the replicate client polls each prediction every
+``poll_interval_s``, and when that adds up to more than the budget, each poll waits for its slot,
+so the effective interval per prediction stretches to (predictions in flight / budget).
+
+If Redis cannot be reached, requests go out unlimited (and Replicate's own 429s still apply):
+a Redis blip must not fail predictions that are otherwise fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Literal
+
+import redis.asyncio as aioredis
+import redis.exceptions
+import structlog
+
+from producer import clock
+
+log = structlog.get_logger(__name__)
+
+Kind = Literal["create", "other"]
+KEY_PREFIX = "predq:ratelimit:"
+
+# KEYS[1] the bucket (TAT, ms)   KEYS[2] the bucket's pause flag
+# ARGV[1] now (ms)   ARGV[2] emission interval (ms)   ARGV[3] burst tolerance (ms)
+# Returns how long the caller must wait (ms) before sending; its slot is reserved.
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local tolerance = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+local at = math.max(now, tat - tolerance)
+local pause = redis.call('PTTL', KEYS[2])
+if pause > 0 then at = math.max(at, now + pause) end
+local new_tat = math.max(tat, at) + interval
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now + tolerance) + 1000)
+return at - now
+"""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``per_min`` requests per minute, plus up to ``burst`` more at once after a quiet spell."""
+
+    per_min: int
+    burst: int = 0
+
+    @property
+    def interval_ms(self) -> float:
+        return 60_000 / self.per_min
+
+
+class RateLimiter:
+    """Reserves send times for requests to Replicate, shared by all workers through Redis."""
+
+    def __init__(self, redis: aioredis.Redis, budgets: dict[Kind, Budget]) -> None:
+        self._redis = redis
+        self._budgets = budgets
+        self._reserve = redis.register_script(_RESERVE)
+
+    async def acquire(self, kind: Kind) -> float:
+        """Wait for this request's slot in ``kind``'s budget; returns the seconds waited."""
+        budget = self._budgets.get(kind)
+        if budget is None:
+            return 0.0
+        try:
+            wait_ms = await self._reserve(
+                keys=[_bucket(kind), _pause(kind)],
+                args=[
+                    clock.to_ms(clock.now()),
+                    budget.interval_ms,
+                    budget.burst * budget.interval_ms,
+                ],
+            )
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.warning("ratelimit.unavailable", kind=kind, error=type(exc).__name__)
+            return 0.0
+        wait_s = max(0.0, float(wait_ms) / 1000)
+        if wait_s > 0:
+            await asyncio.sleep(wait_s)
+        return wait_s
+
+    async def pause(self, kind: Kind, seconds: float) -> None:
+        """Hold every worker's ``kind`` requests for ``seconds`` (extends, never shortens)."""
+        pause_ms = max(1, int(seconds * 1000))
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(_pause(kind), 1, px=pause_ms, nx=True)
+                pipe.pexpire(_pause(kind), pause_ms, gt=True)
+                await pipe.execute()
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.warning("ratelimit.unavailable", kind=kind, error=type(exc).__name__)
+            return
+        log.warning("ratelimit.paused", kind=kind, seconds=round(seconds, 3))
+
+
+def _bucket(kind: Kind) -> str:
+    return f"{KEY_PREFIX}{kind}"
+
+
+def _pause(kind: Kind) -> str:
+    return f"{KEY_PREFIX}{kind}:pause"
