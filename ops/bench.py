@@ -188,7 +188,7 @@ async def row_enqueue_many(bench: Bench) -> Result:
     )
 
 
-OVERHEAD_JOBS = 3_000
+OVERHEAD_JOBS = 2_000
 OVERHEAD_CONCURRENCY = "300"
 OVERHEAD_POLL_S = "0.05"
 
@@ -245,7 +245,7 @@ def _overhead_notes(
 IO_JOBS = 2_000
 IO_CONCURRENCY = 500
 IO_LATENCY_S = 1.0
-IO_POLL_S = "0.1"
+IO_POLL_S = "0.5"
 
 
 async def row_io(bench: Bench) -> Result:

@@ -39,8 +39,15 @@ BARE_ARQ_COMMAND = (sys.executable, "-m", "arq", "ops.bench_arq.Settings")
 PREDQ_COMMAND = WORKER_COMMAND
 PARKED_SUFFIX = ":bench-parked"
 READY_TIMEOUT_S = 30.0
+#: Creates and requests per minute for predq's shared rate limiter: far above anything a bench
+#: run reaches, so the limiter does all its work (one Redis call per request) but never paces.
+#: At Replicate's published limits (the defaults, 600 creates/min) every worker row would only
+#: measure the pacing; the limiter's own row measures that.
+UNBINDING_PER_MIN = "6000000"
 #: What every predq worker in the bench runs with, unless a row says otherwise.
 PREDQ_ENV = {
+    "PREDQ_CREATES_PER_MIN": UNBINDING_PER_MIN,
+    "PREDQ_REQUESTS_PER_MIN": UNBINDING_PER_MIN,
     "PREDQ_LOG_LEVEL": "WARNING",
     "PREDQ_LOG_FORMAT": "json",
     "PREDQ_QUEUE_POLL_S": "0.05",

@@ -8,6 +8,12 @@
 | predq:idem:{sha256(key)} | string | idempotency_window_s                  | JobStore.create (Lua)   | JobStore.create   |
 | predq:prediction:{pid}   | string | retention_s: the job that owns a      | JobStore (Lua)          | JobStore (Lua)    |
 |                          |        | Replicate prediction                  |                         |                   |
+| predq:webhook:{pid}      | string | 1 day: a verified final prediction    | webhook receiver        | worker (waiters)  |
+| predq:webhooks (channel) | pubsub | -: ids of predictions whose webhook   | webhook receiver        | worker (waiters)  |
+|                          |        | arrived                               |                         |                   |
+| predq:ratelimit:{kind}   | string | the bucket's horizon: GCRA time       | worker (ratelimit.py)   | worker            |
+| predq:ratelimit:{kind}:pause | string | Retry-After of the last 429       | worker (ratelimit.py)   | worker            |
+| predq:model-slots:{model} | zset  | 2 x lease_s: jobs holding a slot      | worker (model_slots.py) | worker            |
 | {queue} (predq:queue)    | zset   | none: ids leave it when arq finishes  | JobStore.create, arq    | arq worker        |
 | arq:job:{id}             | string | retention_s (arq's "job expired")     | JobStore.create, arq    | arq worker        |
 | arq:in-progress:{id}     | string | arq: largest function timeout + 10 s  | arq worker              | arq worker        |
@@ -32,6 +38,10 @@ JOB_PREFIX = "predq:job:"
 STATE_PREFIX = "predq:state:"
 IDEMPOTENCY_PREFIX = "predq:idem:"
 PREDICTION_PREFIX = "predq:prediction:"
+WEBHOOK_PREFIX = "predq:webhook:"
+#: Pub/sub channel: the ids of predictions whose completion webhook arrived.
+WEBHOOK_CHANNEL = "predq:webhooks"
+WEBHOOK_TTL_S = 86400
 #: arq's own prefixes (arq/constants.py, fixed in arq 0.28).
 ARQ_JOB_PREFIX = "arq:job:"
 ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
@@ -59,6 +69,10 @@ def idempotency(key: str) -> str:
 
 def prediction(prediction_id: str) -> str:
     return f"{PREDICTION_PREFIX}{prediction_id}"
+
+
+def webhook(prediction_id: str) -> str:
+    return f"{WEBHOOK_PREFIX}{prediction_id}"
 
 
 def arq_job(job_id: str) -> str:

@@ -95,10 +95,16 @@ class WebhookSender:
     def _completed(self, prediction: Prediction) -> None:
         self._timers.pop(prediction.id, None)
         if prediction.webhook is not None:
-            self._send(prediction.webhook, prediction, None)
+            # The loop's timer may fire a hair before the wall clock reaches the planned end:
+            # describe the prediction as of its end, so the `completed` message is final.
+            now_s = max(self._clock(), prediction.completed_s)
+            self._send(prediction.webhook, prediction, None, now_s=now_s)
 
-    def _send(self, url: str, prediction: Prediction, status: str | None) -> None:
-        body = dumps(prediction.to_json(self._clock(), status))
+    def _send(
+        self, url: str, prediction: Prediction, status: str | None, now_s: float | None = None
+    ) -> None:
+        at_s = self._clock() if now_s is None else now_s
+        body = dumps(prediction.to_json(at_s, status))
         task = asyncio.get_running_loop().create_task(self._deliver(url, body))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

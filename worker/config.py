@@ -5,7 +5,8 @@ Environment (beyond producer.config.Config's): ``PREDQ_CONCURRENCY``, ``PREDQ_MA
 ``PREDQ_BACKOFF_MAX_S``, ``PREDQ_POLL_INTERVAL_S``, ``PREDQ_LEASE_S``, ``PREDQ_MAX_RECOVERIES``,
 ``PREDQ_SHUTDOWN_GRACE_S``, ``PREDQ_QUEUE_POLL_S``, ``PREDQ_CREATES_PER_MIN``,
 ``PREDQ_REQUESTS_PER_MIN``, ``PREDQ_CREATE_BURST``, ``PREDQ_REQUEST_BURST``,
-``PREDQ_THROTTLE_PAUSE_S``, ``PREDQ_MODEL_CONCURRENCY``, ``PREDQ_LOG_LEVEL``, ``PREDQ_LOG_FORMAT``,
+``PREDQ_THROTTLE_PAUSE_S``, ``PREDQ_MODEL_CONCURRENCY``, ``PREDQ_WEBHOOK_URL``,
+``PREDQ_WEBHOOK_FALLBACK_POLL_S``, ``PREDQ_LOG_LEVEL``, ``PREDQ_LOG_FORMAT``,
 and the replicate client's own ``REPLICATE_API_TOKEN`` and ``REPLICATE_BASE_URL``.
 """
 
@@ -57,6 +58,11 @@ class WorkerConfig(Config):
     throttle_pause_s: float = Field(5.0, alias="PREDQ_THROTTLE_PAUSE_S", ge=0)
     #: In-flight caps per model across all workers: ``owner/name=N,owner/other=M``.
     model_concurrency: dict[str, int] = Field(default_factory=dict, alias="PREDQ_MODEL_CONCURRENCY")
+    #: Where Replicate should report finished predictions (the webhook receiver's public URL);
+    #: unset: predictions are polled.
+    webhook_url: str | None = Field(None, alias="PREDQ_WEBHOOK_URL")
+    #: With webhooks on, how long to wait for one before polling once (a lost webhook).
+    webhook_fallback_poll_s: float = Field(60.0, alias="PREDQ_WEBHOOK_FALLBACK_POLL_S", gt=0)
     log_level: str = Field("INFO", alias="PREDQ_LOG_LEVEL")
     log_format: LogFormat = Field("auto", alias="PREDQ_LOG_FORMAT")
     replicate_api_token: SecretStr | None = Field(None, alias="REPLICATE_API_TOKEN", repr=False)

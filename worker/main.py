@@ -34,6 +34,7 @@ from worker.lease import Leases
 from worker.model_slots import ModelSlots
 from worker.ratelimit import RateLimiter
 from worker.replicate_client import Predictions
+from worker.webhook_wait import WebhookWaiters
 
 log = structlog.get_logger(__name__)
 
@@ -85,8 +86,9 @@ def build_settings(environ: Mapping[str, str]) -> type:
         budgets = config.budgets()
         limiter = RateLimiter(ctx["redis"], budgets) if budgets else None
         # ctx may carry an HTTP transport (tests run the sandbox in-process through one).
+        waiters = WebhookWaiters(ctx["redis"]) if config.webhook_url else None
         job_ctx["predictions"] = Predictions(
-            config, transport=ctx.get("http_transport"), limiter=limiter
+            config, transport=ctx.get("http_transport"), limiter=limiter, waiters=waiters
         )
         slots = ModelSlots(ctx["redis"], config.model_concurrency, lease_s=config.lease_s)
         job_ctx["model_slots"] = slots
@@ -101,12 +103,15 @@ def build_settings(environ: Mapping[str, str]) -> type:
             asyncio.create_task(leases.keep_renewing()),
             asyncio.create_task(slots.keep_renewing()),
         ]
+        if waiters is not None:
+            job_ctx["background"].append(asyncio.create_task(waiters.listen()))
         log.info(
             "worker.started",
             queue=config.queue_name,
             concurrency=config.concurrency,
             rate_limits={kind: budget.per_min for kind, budget in budgets.items()},
             model_caps=config.model_concurrency,
+            webhooks=config.webhook_url is not None,
             redis=config.redis_url_redacted,
             replicate=config.replicate_base_url or "https://api.replicate.com",
         )

@@ -28,18 +28,21 @@ import structlog
 from pydantic.v1 import ValidationError as PredictionParseError
 from replicate.client import Client as ReplicateClient
 from replicate.exceptions import ModelError
+from replicate.prediction import _json_to_prediction
 
 from producer import clock
 from producer.models import MODEL_REF
 from worker.config import WorkerConfig
 from worker.ratelimit import Kind, RateLimiter
 from worker.retry import backoff_s, classify
+from worker.webhook_wait import WebhookWaiters
 
 log = structlog.get_logger(__name__)
 
 _CREATE_PATH = re.compile(r"/v1/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)$")
 _PREDICTION_PATH = re.compile(r"/v1/predictions/[^/]+(?:/cancel)?$")
 _PAGE_TRIES = 5
+_FINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
 OnCreated = Callable[[str], Awaitable[None]]
 
@@ -157,9 +160,11 @@ class Predictions:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
+        waiters: WebhookWaiters | None = None,
     ) -> None:
         """``transport`` replaces the HTTP transport (e.g. ``httpx.ASGITransport`` in tests);
-        ``limiter`` paces every request (None: no pacing of predq's own)."""
+        ``limiter`` paces every request (None: no pacing of predq's own); ``waiters`` with
+        ``config.webhook_url`` set: predictions report back by webhook instead of being polled."""
         token = config.replicate_api_token
         inner = transport or httpx.AsyncHTTPTransport(
             limits=httpx.Limits(
@@ -181,6 +186,9 @@ class Predictions:
             transport=transport,
         )
         self._client.poll_interval = config.poll_interval_s
+        self._webhook_url = config.webhook_url
+        self._fallback_poll_s = config.webhook_fallback_poll_s
+        self._waiters = waiters
 
     async def run(self, model: str, input: dict[str, Any], watch: PredictionWatch) -> Outcome:
         """Run ``model`` on ``input`` to a final status, or resume ``watch.prediction_id`` if set.
@@ -190,6 +198,8 @@ class Predictions:
         """
         token = _current_watch.set(watch)
         try:
+            if self._waiters is not None and self._webhook_url is not None:
+                return await self._run_by_webhook(model, input, watch, self._waiters)
             if watch.prediction_id is not None:
                 return await self._resume(watch.prediction_id)
             output = await self._client.async_run(
@@ -204,6 +214,57 @@ class Predictions:
         if watch.status == "canceled":
             return Outcome("canceled", output)
         return Outcome("succeeded", output)
+
+    async def _run_by_webhook(
+        self, model: str, input: dict[str, Any], watch: PredictionWatch, waiters: WebhookWaiters
+    ) -> Outcome:
+        """Create (or resume) the prediction with a completion webhook, and wait for it.
+
+        ``async_run`` cannot be woken (it polls on its own), so this path creates through
+        ``predictions.async_create``; the observing transport still stores the id at once.
+        """
+        if watch.prediction_id is None:
+            await self._create_with_webhook(model, input)
+        prediction_id = watch.prediction_id
+        if prediction_id is None:
+            raise RuntimeError("the create response carried no prediction id")
+        while watch.status not in _FINAL:
+            delivered = await waiters.wait(prediction_id, self._fallback_poll_s)
+            if delivered is not None:
+                return self._outcome(delivered)
+            try:  # no webhook yet: poll once, in case it was lost
+                await self._client.predictions.async_get(prediction_id)
+            except PredictionParseError:
+                if watch.status != "aborted":
+                    raise
+        return self._outcome(watch.last)
+
+    async def _create_with_webhook(self, model: str, input: dict[str, Any]) -> None:
+        match = MODEL_REF.match(model)
+        if match is None:
+            raise ValueError(f"not a model reference: {model!r}")
+        params: dict[str, Any] = {
+            "webhook": self._webhook_url,
+            "webhook_events_filter": ["completed"],
+        }
+        if match["version"]:
+            await self._client.predictions.async_create(
+                version=match["version"], input=input, **params
+            )
+        else:
+            await self._client.models.predictions.async_create(
+                model=f"{match['owner']}/{match['name']}", input=input, wait=False, **params
+            )
+
+    def _outcome(self, prediction: dict[str, Any]) -> Outcome:
+        status = prediction.get("status")
+        if status == "failed":
+            raise ModelError(_json_to_prediction(self._client, prediction))
+        if status == "succeeded":
+            return Outcome("succeeded", prediction.get("output"))
+        if status == "canceled":
+            return Outcome("canceled", prediction.get("output"))
+        return Outcome("aborted")
 
     async def _resume(self, prediction_id: str) -> Outcome:
         prediction = await self._client.predictions.async_get(prediction_id)
