@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import shutil
 import sys
@@ -224,6 +225,8 @@ async def row_overhead(bench: Bench) -> Result:
 def _overhead_notes(
     predq: list[RunStats], bare: list[RunStats], best_predq: RunStats, best_bare: RunStats
 ) -> list[str]:
+    cpu_share = best_bare.cpu_ms_per_job("worker") / best_predq.cpu_ms_per_job("worker")
+
     def rates(runs: list[RunStats]) -> str:
         return " / ".join(f"{fmt(r.rate)}" for r in runs)
 
@@ -236,7 +239,8 @@ def _overhead_notes(
         f"{OVERHEAD_POLL_S} s, JSON payloads, keep_result 0, arq logs at WARNING",
         f"runs alternated predq, bare, predq, bare; the better run of each is used: predq "
         f"{rates(predq)} jobs/s, bare arq {rates(bare)} jobs/s",
-        f"CPU ms per job (best runs): predq [{cpu(best_predq)}]; bare arq [{cpu(best_bare)}]",
+        f"CPU ms per job (best runs): predq [{cpu(best_predq)}]; bare arq [{cpu(best_bare)}]; "
+        f"worker CPU per job, bare/predq: {cpu_share:.0%}",
         f"timed from release to the last success; start-up excluded (predq "
         f"{best_predq.startup_s:.2f} s, bare {best_bare.startup_s:.2f} s)",
     ]
@@ -245,16 +249,17 @@ def _overhead_notes(
 IO_JOBS = 2_000
 IO_CONCURRENCY = 500
 IO_LATENCY_S = 1.0
-IO_POLL_S = "0.5"
+IO_POLL_S = "0.1"
 
 
 async def row_io(bench: Bench) -> Result:
     ideal_s = IO_JOBS / IO_CONCURRENCY * IO_LATENCY_S
     with bench.sandbox("io-sandbox", "--latency", f"{IO_LATENCY_S:g}") as sandbox:
         run = await predq_run(
-            bench, sandbox, "io-predq", IO_JOBS, 60.0,
+            bench, sandbox, "io-predq", IO_JOBS, 120.0,
             PREDQ_CONCURRENCY=str(IO_CONCURRENCY), PREDQ_POLL_INTERVAL_S=IO_POLL_S,
         )  # fmt: skip
+        requests = int((await sandbox.stats())["requests"])
     return Result(
         measured=run.elapsed_s,
         unit="s",
@@ -263,17 +268,25 @@ async def row_io(bench: Bench) -> Result:
         notes=[
             f"{IO_JOBS:,} {MODEL} jobs, sandbox --latency {IO_LATENCY_S:g}, one worker, "
             f"PREDQ_CONCURRENCY {IO_CONCURRENCY}, PREDQ_POLL_INTERVAL_S {IO_POLL_S}, "
-            f"PREDQ_QUEUE_POLL_S 0.05; {fmt(run.rate)} jobs/s",
-            f"timed from release to the last success (start-up {run.startup_s:.2f} s excluded); "
-            f"CPU busy: worker {run.cpu_s['worker'] / run.elapsed_s:.0%}, sandbox "
-            f"{run.cpu_s['sandbox'] / run.elapsed_s:.0%}, redis {run.cpu_s['redis'] / run.elapsed_s:.0%}",
+            f"PREDQ_QUEUE_POLL_S 0.05; {fmt(run.rate)} jobs/s; timed from release to the last "
+            f"success (start-up {run.startup_s:.2f} s excluded)",
+            f"{requests:,} sandbox requests ({requests / IO_JOBS:.1f} per job, "
+            f"{requests / run.elapsed_s:,.0f}/s); CPU busy: {_busy(run)}; worker CPU "
+            f"{run.cpu_s['worker'] / requests * 1000:.2f} ms per request",
         ],
     )
 
 
+def _busy(run: RunStats) -> str:
+    return ", ".join(f"{name} {cpu / run.elapsed_s:.0%}" for name, cpu in run.cpu_s.items())
+
+
 MEMORY_JOBS = 1_000
-MEMORY_LATENCY_S = 10.0
-MEMORY_POLL_S = "1.0"
+MEMORY_LATENCY_S = 15.0
+#: Polls are not what this row measures: at the default 1 s, 1,000 predictions ask for 1,000
+#: polls/s, more than one worker's CPU serves (~500 requests/s here), and the creates then lag so
+#: far behind that the first predictions finish before the last start (~780 in flight at once).
+MEMORY_POLL_S = "5"
 
 
 async def row_memory(bench: Bench) -> Result:
@@ -297,8 +310,8 @@ async def row_memory(bench: Bench) -> Result:
         target=Target("<", 200, "MB"),
         notes=[
             f"{MEMORY_JOBS:,} {MODEL} jobs, sandbox --latency {MEMORY_LATENCY_S:g}, "
-            f"PREDQ_CONCURRENCY {MEMORY_JOBS}, PREDQ_POLL_INTERVAL_S {MEMORY_POLL_S}; "
-            f"all done in {stats.elapsed_s:.1f} s",
+            f"PREDQ_CONCURRENCY {MEMORY_JOBS}, PREDQ_POLL_INTERVAL_S {MEMORY_POLL_S} (so that "
+            f"polling does not hold back creates); all done in {stats.elapsed_s:.1f} s",
             f"in flight at once: {in_flight.peak:,.0f} predictions (sandbox in_flight), "
             f"{running.peak:,.0f} running records (peaks); worker RSS idle {idle_mb:.1f} MB, "
             f"peak of {rss.samples} samples every 50 ms",
@@ -321,7 +334,7 @@ def _running(producer: Producer) -> Callable[[], Awaitable[float]]:
 
 
 COMMANDS_JOBS = 1_000
-COMMANDS_TOP = 8
+COMMANDS_TOP = 10
 
 
 async def row_redis_commands(bench: Bench) -> Result:
@@ -433,6 +446,7 @@ def render(console: Console, results: list[Result], header: list[str]) -> None:
 
 async def bench_main(rows: list[Row], workdir: Path, console: Console) -> list[Result]:
     results: list[Result] = []
+    load_before = os.getloadavg()[0]
     async with private_redis(workdir) as redis_server:
         bench = Bench(redis_server, workdir)
         try:
@@ -443,7 +457,12 @@ async def bench_main(rows: list[Row], workdir: Path, console: Console) -> list[R
         finally:
             await bench.aclose()
     command = shlex.join([_shown_path(sys.executable), "-m", "ops.bench", *sys.argv[1:]])
-    header = [f"command: {command}", *(f"machine: {f}" for f in machine_facts(redis_version))]
+    header = [
+        f"command: {command}",
+        *(f"machine: {fact}" for fact in machine_facts(redis_version)),
+        f"load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+        "(the bench's own processes count; anything else running shares the cores)",
+    ]
     render(console, results, header)
     return results
 

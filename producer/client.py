@@ -208,6 +208,10 @@ class Producer:
         transition = await self.store.requeue(job_id)
         if transition.status == "missing":
             raise JobNotFound(job_id)
+        if transition.status == "busy":
+            raise JobNotRetryable(
+                f"job {job_id!r} is still being finished by its worker; retry it in a moment"
+            )
         if not transition.ok:
             state = transition.previous.value if transition.previous else "unknown"
             raise JobNotRetryable(f"job {job_id!r} is {state}; only failed jobs can be retried")

@@ -15,7 +15,7 @@
 | predq:ratelimit:{kind}:pause | string | Retry-After of the last 429       | worker (ratelimit.py)   | worker            |
 | predq:model-slots:{model} | zset  | 2 x lease_s: jobs holding a slot      | worker (model_slots.py) | worker            |
 | {queue} (predq:queue)    | zset   | none: ids leave it when arq finishes  | JobStore.create, arq    | arq worker        |
-| arq:job:{id}             | string | retention_s (arq's "job expired")     | JobStore.create, arq    | arq worker        |
+| arq:job:{id}             | string | none: arq deletes it when the job ends | JobStore (Lua), arq     | arq worker        |
 | arq:in-progress:{id}     | string | arq: largest function timeout + 10 s  | arq worker              | arq worker        |
 | arq:retry:{id}           | string | arq: 88,400 s                         | arq worker              | arq worker        |
 | arq:abort                | zset   | none (arq never prunes it)            | not used by predq       | arq worker        |

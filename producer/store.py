@@ -34,7 +34,7 @@ from producer.config import Config
 from producer.errors import RedisUnavailable
 from producer.models import ErrorInfo, JobRecord, JobRequest, JobState
 
-Status = Literal["ok", "missing", "illegal", "stale", "claimed"]
+Status = Literal["ok", "missing", "illegal", "stale", "claimed", "busy"]
 _JSON_FIELDS = ("input", "output", "error", "errors")
 _LIVE = "queued running retrying"
 
@@ -53,7 +53,7 @@ def parse_record(fields: Mapping[Any, Any]) -> JobRecord:
     for name in _JSON_FIELDS:
         if name in data:
             data[name] = json.loads(data[name])
-    for internal in ("run", "resume", "run_started_at"):
+    for internal in ("run", "resume", "run_started_at", "op"):
         data.pop(internal, None)
     return JobRecord.model_validate(data)
 
@@ -170,7 +170,6 @@ class JobStore:
             job_id,
             now_ms,
             arq_payload(job_id, now_ms),
-            self._config.retention_s * 1000,
             self._config.idempotency_window_s,
             keys.JOB_PREFIX,
         ]
@@ -198,7 +197,10 @@ class JobStore:
         )
 
     async def requeue(self, job_id: str) -> Transition:
-        """Re-drive a failed job: queued again under the same id, with fresh attempts."""
+        """Re-drive a failed job: queued again under the same id, with fresh attempts.
+
+        Status ``busy`` while arq still holds the job (its worker has not finished with it).
+        """
         now = clock.now()
         now_ms = clock.to_ms(now)
         script_keys = [
@@ -207,13 +209,14 @@ class JobStore:
             keys.state_index(JobState.QUEUED),
             self._config.queue_name,
             keys.arq_job(job_id),
+            keys.arq_in_progress(job_id),
         ]
         args: list[Any] = [
             job_id,
             now_ms,
             now.isoformat(),
             arq_payload(job_id, now_ms),
-            self._config.retention_s * 1000,
+            uuid.uuid4().hex,
         ]
         with redis_errors(self._config):
             reply = await self._requeue(keys=script_keys, args=args)
@@ -284,10 +287,20 @@ class JobStore:
         status: Status = _text(reply)  # type: ignore[assignment]
         return status
 
-    async def hand_over(self, job_id: str, run: str, prediction_id: str | None) -> Transition:
+    async def hand_over(
+        self,
+        job_id: str,
+        run: str,
+        prediction_id: str | None,
+        *,
+        create_unconfirmed_at: str | None = None,
+    ) -> Transition:
         """A shutting-down worker gives a running job back: it is due again at once, and the next
-        worker goes on with the same attempt and prediction (nothing counted, nothing re-created)."""
+        worker goes on with the same attempt and prediction (nothing counted, nothing re-created).
+        ``create_unconfirmed_at``: a create was in flight (the next worker looks for it first)."""
         fields = {"resume": "1", "prediction_id": prediction_id or ""}
+        if create_unconfirmed_at is not None:
+            fields["create_unconfirmed_at"] = create_unconfirmed_at
         return await self._move(
             job_id,
             "running",
@@ -340,7 +353,8 @@ class JobStore:
         self, job_id: str, run: str | None, error: ErrorInfo, *, prediction_id: str | None = None
     ) -> Transition:
         """Final failure (the dead-letter state), keeping ``error`` as the last one."""
-        allowed = "running" if run is not None else _LIVE
+        # Without a run token (a failure before any claim) a running job is not touched.
+        allowed = "running" if run is not None else "queued retrying"
         fields = {"finished_at": clock.now().isoformat()}
         if prediction_id:
             fields["prediction_id"] = prediction_id
@@ -375,6 +389,8 @@ class JobStore:
             error.model_dump_json() if error is not None else "",
             "1" if want_record else "0",
             "" if due_ms is None else due_ms,
+            uuid.uuid4().hex,
+            arq_payload(job_id, clock.to_ms(now)),
             "updated_at",
             now.isoformat(),
         ]
@@ -382,7 +398,13 @@ class JobStore:
             args += [name, value]
         with redis_errors(self._config):
             reply = await self._transition(
-                keys=[keys.job(job_id), *keys.STATE_INDEXES, self._config.queue_name], args=args
+                keys=[
+                    keys.job(job_id),
+                    *keys.STATE_INDEXES,
+                    self._config.queue_name,
+                    keys.arq_job(job_id),
+                ],
+                args=args,
             )
         status: Status = _text(reply[0])  # type: ignore[assignment]
         previous = JobState(_text(reply[1])) if reply[1] else None

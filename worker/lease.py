@@ -80,25 +80,35 @@ class Leases:
         self._lease_ms = int(lease_s * 1000)
         self._arq_claim_ms = int(arq_claim_s * 1000)
         self._held: dict[str, Callable[[], None]] = {}
+        #: Which hold is current per job: a process may claim its own job again (after its lease
+        #: ran out), and the older run's drop must not end the newer run's lease.
+        self._holds: dict[str, int] = {}
+        self._next_hold = 0
         self._front_recovered = redis.register_script(_FRONT_RECOVERED)
 
     @property
     def renew_every_s(self) -> float:
         return self._lease_ms / 3000
 
-    async def hold(self, job_id: str) -> None:
-        """Start renewing ``job_id``'s lease, shortening arq's long claim right away."""
+    async def hold(self, job_id: str) -> int:
+        """Start renewing ``job_id``'s lease, shortening arq's long claim right away; returns the
+        hold's token for ``drop``."""
+        self._next_hold += 1
         self._held[job_id] = _nothing
+        self._holds[job_id] = self._next_hold
         await self._extend([job_id])
+        return self._next_hold
 
     def on_cancel(self, job_id: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` (once) when a renewal finds the held job canceled."""
         if job_id in self._held:
             self._held[job_id] = callback
 
-    def drop(self, job_id: str) -> None:
-        """Stop renewing (before the job's last write, so no renewal lands after it)."""
-        self._held.pop(job_id, None)
+    def drop(self, job_id: str, hold: int) -> None:
+        """Stop renewing ``job_id``'s lease, if ``hold`` is still its current hold."""
+        if self._holds.get(job_id) == hold:
+            del self._holds[job_id]
+            self._held.pop(job_id, None)
 
     async def keep_renewing(self) -> None:
         """Renew every held lease each ``renew_every_s``, until cancelled; Redis errors are logged."""

@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 _CREATE_PATH = re.compile(r"/v1/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)$")
 _PREDICTION_PATH = re.compile(r"/v1/predictions/[^/]+(?:/cancel)?$")
 _PAGE_TRIES = 5
+_POLL_BACKOFF_MAX_S = 30.0
 _FINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
 OnCreated = Callable[[str], Awaitable[None]]
@@ -56,10 +57,10 @@ class PredictionWatch:
     status: str | None = None
     #: Seconds Replicate asked us to wait on its last 429, if it said.
     retry_after_s: float | None = None
-    #: Whether ``on_created`` stored the id (False: storing failed, try again later).
-    stored: bool = False
     #: When this attempt last sent a create (ISO, UTC): where to look if its answer is lost.
     create_sent_at: str | None = None
+    #: Whether a create request is on the wire right now.
+    creating: bool = False
     last: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,15 +97,21 @@ class ObservingTransport(httpx.AsyncBaseTransport):
         path = request.url.path
         is_create = request.method == "POST" and _CREATE_PATH.search(path) is not None
         watch = _current_watch.get()
-        if is_create:
-            # The replicate client sends creates with no timeout at all.
-            request.extensions["timeout"] = self._create_timeout
-            if watch is not None:
-                watch.create_sent_at = clock.now().isoformat()
         kind: Kind = "create" if is_create else "other"
         if self._limiter is not None:
             await self._limiter.acquire(kind)
-        response = await self._inner.handle_async_request(request)
+        if is_create:
+            # The replicate client sends creates with no timeout at all.
+            request.extensions["timeout"] = self._create_timeout
+        if is_create and watch is not None:
+            watch.create_sent_at = clock.now().isoformat()  # after any wait for a rate slot
+            watch.creating = True
+            try:
+                response = await self._inner.handle_async_request(request)
+            finally:
+                watch.creating = False
+        else:
+            response = await self._inner.handle_async_request(request)
         if response.status_code == 429:
             retry_after_s = parse_retry_after(response.headers.get("retry-after"))
             if watch is not None:
@@ -131,7 +138,6 @@ class ObservingTransport(httpx.AsyncBaseTransport):
             watch.prediction_id = data["id"]
             try:
                 await watch.on_created(data["id"])
-                watch.stored = True
             except Exception:
                 # Keep going: the attempt still knows the id and stores it with its outcome.
                 log.warning("prediction.id_not_stored", prediction_id=data["id"], exc_info=True)
@@ -186,6 +192,7 @@ class Predictions:
             transport=transport,
         )
         self._client.poll_interval = config.poll_interval_s
+        self._poll_interval_s = config.poll_interval_s
         self._webhook_url = config.webhook_url
         self._fallback_poll_s = config.webhook_fallback_poll_s
         self._waiters = waiters
@@ -198,6 +205,33 @@ class Predictions:
         """
         token = _current_watch.set(watch)
         try:
+            return await self._run_polling_through_errors(model, input, watch)
+        finally:
+            _current_watch.reset(token)
+
+    async def _run_polling_through_errors(
+        self, model: str, input: dict[str, Any], watch: PredictionWatch
+    ) -> Outcome:
+        """Once the prediction exists, a failed poll (5xx, 429, network) is not the attempt's
+        end: poll again, with backoff, until the prediction is done or the deadline cancels us."""
+        failures = 0
+        while True:
+            try:
+                return await self._run_once(model, input, watch)
+            except Exception as exc:
+                if watch.prediction_id is None:
+                    raise
+                verdict = classify(exc, prediction_known=True)
+                if not (verdict.retryable and verdict.keep_prediction):
+                    raise
+                failures += 1
+                log.info("prediction.poll_failed", error=verdict.message, failures=failures)
+                await asyncio.sleep(
+                    backoff_s(failures, base_s=self._poll_interval_s, max_s=_POLL_BACKOFF_MAX_S)
+                )
+
+    async def _run_once(self, model: str, input: dict[str, Any], watch: PredictionWatch) -> Outcome:
+        try:
             if self._waiters is not None and self._webhook_url is not None:
                 return await self._run_by_webhook(model, input, watch, self._waiters)
             if watch.prediction_id is not None:
@@ -209,8 +243,6 @@ class Predictions:
             if watch.status == "aborted":
                 return Outcome("aborted")
             raise
-        finally:
-            _current_watch.reset(token)
         if watch.status == "canceled":
             return Outcome("canceled", output)
         return Outcome("succeeded", output)

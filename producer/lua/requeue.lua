@@ -1,22 +1,25 @@
--- Re-drive a failed job: same id, a fresh budget of attempts, its error history kept. The arq
--- payload and queue entry (removed when the job finished) are written again.
+-- Re-drive a failed job: same id, a fresh budget of attempts and recoveries, its error history
+-- kept. The arq payload and queue entry (removed when the job finished) are written again.
+-- Refused while arq still holds the job (its worker has not finished it yet: arq would then
+-- delete the new queue entry). Safe to replay (operation id).
 --
 -- KEYS[1] predq:job:{id}   KEYS[2] predq:state:failed   KEYS[3] predq:state:queued
--- KEYS[4] the arq queue    KEYS[5] arq:job:{id}
--- ARGV[1] job id   ARGV[2] now (ms)   ARGV[3] now (ISO)   ARGV[4] arq payload
--- ARGV[5] arq payload TTL (ms)
--- Returns {status, current state}; status is ok, missing or illegal (the job is not failed).
+-- KEYS[4] the arq queue    KEYS[5] arq:job:{id}        KEYS[6] arq:in-progress:{id}
+-- ARGV[1] job id   ARGV[2] now (ms)   ARGV[3] now (ISO)   ARGV[4] arq payload   ARGV[5] operation id
+-- Returns {status, current state}; status is ok, missing, illegal (not failed) or busy.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', ''} end
+if redis.call('HGET', KEYS[1], 'op') == ARGV[5] then return {'ok', 'failed'} end
 if state ~= 'failed' then return {'illegal', state} end
-redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_at', ARGV[3],
-  'attempt_base', redis.call('HGET', KEYS[1], 'attempts'))
+if redis.call('EXISTS', KEYS[6]) == 1 then return {'busy', state} end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_at', ARGV[3], 'op', ARGV[5],
+  'attempt_base', redis.call('HGET', KEYS[1], 'attempts'), 'recoveries', 0)
 redis.call('HINCRBY', KEYS[1], 'redrives', 1)
 redis.call('HDEL', KEYS[1], 'prediction_id', 'output', 'finished_at', 'create_unconfirmed_at',
   'resume', 'run')
 redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-redis.call('PSETEX', KEYS[5], ARGV[5], ARGV[4])
+redis.call('SET', KEYS[5], ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 return {'ok', state}

@@ -4,6 +4,7 @@
 -- fenced out.
 --
 -- KEYS[1] predq:job:{id}   KEYS[2..7] predq:state:{state} in JobState order   KEYS[8] the arq queue
+-- KEYS[9] arq:job:{id}
 -- ARGV[1] allowed current states, space separated   ARGV[2] target state   ARGV[3] now (ms)
 -- ARGV[4] retention (s): the record's TTL once final; live records never expire
 -- ARGV[5] expected run token ("" = any)
@@ -12,8 +13,12 @@
 --         shutting down (field "resume": the same attempt goes on); started_at is set once
 -- ARGV[7] ISO time for started_at (with a start)   ARGV[8] error JSON to append to errors ("" = none)
 -- ARGV[9] "1" to return the whole record
--- ARGV[10] "" or a time (ms) at which the job's existing arq queue entry becomes due again
--- ARGV[11..] field/value pairs; an empty value deletes
+-- ARGV[10] "" or a time (ms) at which the job's arq queue entry becomes due again (re-added if
+--          arq already removed it: the record, not arq, decides that a live job stays queued)
+-- ARGV[11] operation id: a replay of an applied call (redis-py resends a script whose reply was
+--          lost) answers ok without applying it twice
+-- ARGV[12] the arq payload, written back with ARGV[10] if arq deleted it
+-- ARGV[13..] field/value pairs; an empty value deletes
 -- Returns {status, current state, field, value, ...}; status is ok, missing, illegal or stale
 local states = {'queued', 'running', 'retrying', 'succeeded', 'failed', 'canceled'}
 local final = {succeeded = true, failed = true, canceled = true}
@@ -22,15 +27,18 @@ local current = redis.call('HGET', job, 'state')
 if not current then
   return {'missing', ''}
 end
-local allowed = false
-for state in string.gmatch(ARGV[1], '%S+') do
-  if state == current then allowed = true end
-end
 local function reply(status)
   if ARGV[9] == '1' then
     return {status, current, unpack(redis.call('HGETALL', job))}
   end
   return {status, current}
+end
+if redis.call('HGET', job, 'op') == ARGV[11] then
+  return reply('ok')
+end
+local allowed = false
+for state in string.gmatch(ARGV[1], '%S+') do
+  if state == current then allowed = true end
 end
 if not allowed then
   return reply('illegal')
@@ -64,14 +72,14 @@ if ARGV[8] ~= '' then
   end
   redis.call('HSET', job, 'errors', errors, 'error', ARGV[8])
 end
-for i = 11, #ARGV, 2 do
+for i = 13, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', job, ARGV[i])
   else
     redis.call('HSET', job, ARGV[i], ARGV[i + 1])
   end
 end
-redis.call('HSET', job, 'state', target)
+redis.call('HSET', job, 'state', target, 'op', ARGV[11])
 
 local id = redis.call('HGET', job, 'id')
 for i, state in ipairs(states) do
@@ -86,7 +94,8 @@ for i, state in ipairs(states) do
   end
 end
 if ARGV[10] ~= '' then
-  redis.call('ZADD', KEYS[8], 'XX', ARGV[10], id)
+  redis.call('ZADD', KEYS[8], ARGV[10], id)
+  redis.call('SET', KEYS[9], ARGV[12], 'NX')
 end
 if final[target] then
   redis.call('EXPIRE', job, ARGV[4])

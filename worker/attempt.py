@@ -1,0 +1,286 @@
+"""Attempt: one claimed attempt at a job, from the prediction to the record's next state.
+
+The order of writes matters and is always the same: the record first, then Replicate. A deadline
+or a final failure records its outcome (which forgets the prediction when it is to be dropped) and
+only then cancels the prediction on Replicate, so a worker that dies in between leaves a record
+that still points at a running prediction (resumed later), never one that points at a prediction
+predq itself canceled. Outcomes written by an attempt whose job was taken over by another worker
+are refused (run token) and the arq run is handed back with ``Retry`` instead of finishing, so
+arq never deletes the queue entry of a job another worker is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+from arq import Retry
+
+from producer import clock
+from producer.models import ErrorInfo, ErrorKind, JobRecord
+from producer.store import Transition
+from worker.lost_create import adopt_lost_create
+from worker.replicate_client import Outcome, PredictionWatch
+from worker.retry import Verdict, classify, retry_delay_s
+
+if TYPE_CHECKING:
+    from worker.jobs import WorkerContext
+
+log = structlog.get_logger(__name__)
+#: Kinds of failure after which the prediction itself is over (no need to cancel it).
+_PREDICTION_OVER = frozenset({ErrorKind.MODEL, ErrorKind.CANCELED})
+
+
+class Attempt:
+    """One claimed attempt: runs the prediction under the deadline and records how it ended."""
+
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        record: JobRecord,
+        run: str,
+        *,
+        release_lease: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``release_lease`` stops the lease renewals: called before a write that sets when the
+        job is due again, so that no renewal in flight moves that time."""
+        self.ctx = ctx
+        self.release_lease = release_lease
+        self.record = record
+        self.run = run
+        self.store = ctx["store"]
+        self.config = ctx["config"]
+        self.predictions = ctx["predictions"]
+        self.watch = PredictionWatch(on_created=self._created, prediction_id=record.prediction_id)
+        self.log = log.bind(
+            job_id=record.id,
+            attempt=record.attempts,
+            model=record.model,
+            prediction_id=record.prediction_id,
+        )
+        self._task: asyncio.Task[Outcome] | None = None
+        #: Why the attempt was stopped from outside: a user canceled the job, or it was taken over.
+        self._stopped: Literal["canceled", "stale"] | None = None
+        #: The earliest create of this job whose answer is unknown, until it has been looked for.
+        self._unconfirmed: datetime | None = record.create_unconfirmed_at
+
+    @property
+    def timeout_s(self) -> float:
+        return self.record.attempt_timeout_s or self.config.attempt_timeout_s
+
+    def stop(self, reason: Literal["canceled", "stale"]) -> None:
+        """Stop the prediction task; ``execute`` then cancels the prediction on Replicate.
+
+        A create in flight is let through first (its id arrives in ``_created``, which stops the
+        task then), so that the prediction it makes can be canceled instead of left running.
+        """
+        self._stopped = reason
+        if self._task is not None and not self.watch.creating:
+            self._task.cancel()
+
+    async def _created(self, prediction_id: str) -> None:
+        self.log = self.log.bind(prediction_id=prediction_id)
+        status = await self.store.set_prediction_id(self.record.id, self.run, prediction_id)
+        self.log.info("prediction.created", stored=status)
+        if status in ("illegal", "stale"):
+            self._stopped = "canceled" if status == "illegal" else "stale"
+        if self._stopped is not None and self._task is not None:
+            self._task.cancel()
+
+    async def execute(self) -> None:
+        """Run the attempt to its end; raises arq.Retry when the job goes back to the queue."""
+        self._task = asyncio.create_task(self._run())
+        deadline = asyncio.timeout(self.timeout_s)
+        try:
+            async with deadline:
+                outcome = await self._task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if self._stopped is None or current is None or current.cancelling():
+                await self._hand_over()  # the worker is shutting down
+                raise
+            await self._cancel_remote(self.watch.prediction_id)
+            self.log.info("job.stopped", reason=self._stopped)
+            if self._stopped == "stale":
+                raise Retry() from None
+            return
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            verdict = Verdict(
+                ErrorKind.TIMEOUT,
+                f"the attempt's deadline of {self.timeout_s:g} s passed; "
+                "its prediction was canceled",
+                retryable=True,
+                keep_prediction=False,
+                ambiguous_create=self.watch.prediction_id is None
+                and self.watch.create_sent_at is not None,
+            )
+            await self.give_up(verdict, cancel=self.watch.prediction_id)
+            return
+        except Exception as exc:
+            verdict = classify(exc, prediction_known=self.watch.prediction_id is not None)
+            self.log.debug("attempt.error", exc_info=True)
+        else:
+            await self._finish(outcome)
+            return
+        await self.give_up(verdict)
+
+    async def _run(self) -> Outcome:
+        if self.watch.prediction_id is None and self._unconfirmed is not None:
+            found = await adopt_lost_create(
+                self.predictions,
+                self.store,
+                job_id=self.record.id,
+                run=self.run,
+                model=self.record.model,
+                input=self.record.input,
+                since=self._unconfirmed,
+            )
+            self._unconfirmed = None
+            if found is not None:
+                self.watch.prediction_id = found
+                self.log = self.log.bind(prediction_id=found)
+        return await self.predictions.run(self.record.model, self.record.input, self.watch)
+
+    async def _finish(self, outcome: Outcome) -> None:
+        if outcome.status == "aborted":
+            verdict = Verdict(
+                ErrorKind.TRANSIENT,
+                "Replicate aborted the prediction before it started",
+                retryable=True,
+                keep_prediction=False,
+            )
+            await self.give_up(verdict)
+            return
+        if outcome.status == "canceled":
+            error = self._error(Verdict(ErrorKind.CANCELED, "canceled on Replicate", False))
+            transition = await self.store.cancel(self.record.id, run=self.run, error=error)
+            self._settled(transition, "job.canceled")
+            return
+        transition = await self.store.succeed(
+            self.record.id,
+            self.run,
+            json.dumps(outcome.output),
+            prediction_id=self.watch.prediction_id,
+        )
+        self._settled(transition, "job.succeeded")
+
+    async def give_up(self, verdict: Verdict, *, cancel: str | None = None) -> None:
+        """End this attempt with ``verdict``: retry later if allowed and left, else fail the job.
+
+        ``cancel`` is a prediction to cancel on Replicate once the outcome is recorded (a final
+        failure cancels the attempt's prediction anyway, unless it is already over).
+        """
+        attempts_allowed = self.record.max_attempts or self.config.max_attempts
+        attempt = self.record.attempts_this_drive
+        if verdict.retryable and attempt < attempts_allowed:
+            retry_after = self.watch.retry_after_s if verdict.kind is ErrorKind.THROTTLED else None
+            delay_s = retry_delay_s(
+                attempt,
+                base_s=self.config.backoff_base_s,
+                max_s=self.config.backoff_max_s,
+                retry_after_s=retry_after,
+            )
+            keep = self.watch.prediction_id if verdict.keep_prediction else None
+            self.release_lease()
+            transition = await self.store.retry_later(
+                self.record.id,
+                self.run,
+                self._error(verdict, delay_s),
+                prediction_id=keep,
+                create_unconfirmed_at=self._unconfirmed_create(verdict),
+            )
+            await self._cancel_remote(cancel)
+            self._settled(transition, "job.retrying", error=verdict.message, retry_in_s=delay_s)
+            if transition.ok:
+                raise Retry()  # no defer: retry_later already set when the job is due
+            return
+        if verdict.retryable:
+            verdict = Verdict(
+                verdict.kind,
+                f"{verdict.message} (attempt {attempt} of {attempts_allowed}: no attempts left)",
+                retryable=False,
+                status_code=verdict.status_code,
+            )
+        transition = await self.store.fail(
+            self.record.id, self.run, self._error(verdict), prediction_id=self.watch.prediction_id
+        )
+        if verdict.kind not in _PREDICTION_OVER:
+            cancel = cancel or self.watch.prediction_id
+        await self._cancel_remote(cancel)
+        self._settled(transition, "job.failed", error=verdict.message)
+
+    def _unconfirmed_create(self, verdict: Verdict) -> str | None:
+        """The earliest create of this job whose answer is still unknown (ISO), if any."""
+        if self.watch.prediction_id is not None:
+            return None
+        times = []
+        if verdict.ambiguous_create and self.watch.create_sent_at is not None:
+            times.append(self.watch.create_sent_at)
+        if self._unconfirmed is not None:  # not looked for yet (the lookup itself failed)
+            times.append(self._unconfirmed.isoformat())
+        return min(times, default=None)
+
+    def _error(self, verdict: Verdict, retry_in_s: float | None = None) -> ErrorInfo:
+        return ErrorInfo(
+            kind=verdict.kind,
+            message=verdict.message,
+            attempt=self.record.attempts,
+            at=clock.now(),
+            status_code=verdict.status_code,
+            prediction_id=self.watch.prediction_id,
+            retry_in_s=retry_in_s,
+        )
+
+    async def _hand_over(self) -> None:
+        """The worker is shutting down: give the job back for another worker to go on with."""
+        unconfirmed = None
+        if self.watch.prediction_id is None:
+            unconfirmed = self.watch.create_sent_at
+        self.release_lease()
+        try:
+            transition = await asyncio.shield(
+                self.store.hand_over(
+                    self.record.id,
+                    self.run,
+                    self.watch.prediction_id,
+                    create_unconfirmed_at=unconfirmed,
+                )
+            )
+        except Exception as exc:  # its lease runs out instead: recovered, not lost
+            self.log.warning("job.hand_over_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        self._settled(transition, "job.handed_over", hand_back=False)
+
+    async def _cancel_remote(self, prediction_id: str | None) -> None:
+        if prediction_id is None:
+            return
+        try:
+            await asyncio.shield(self.predictions.cancel(prediction_id))
+            self.log.info("prediction.canceled", canceled_prediction=prediction_id)
+        except Exception as exc:
+            self.log.warning("prediction.cancel_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _settled(
+        self, transition: Transition, event: str, *, hand_back: bool = True, **fields: Any
+    ) -> None:
+        """Log how a write went. A write refused because another worker took the job over
+        (``stale``) hands the arq run back, so arq does not end a job it no longer runs here."""
+        if transition.ok:
+            level = "error" if event == "job.failed" else "info"
+            getattr(self.log, level)(event, **fields)
+            return
+        # A user canceled the job meanwhile, or another worker took it over: its state stands.
+        self.log.warning(
+            "job.outcome_discarded",
+            outcome=event,
+            reason=transition.status,
+            state=transition.previous,
+        )
+        if transition.status == "stale" and hand_back:
+            raise Retry()
