@@ -42,6 +42,7 @@ import redis.asyncio as aioredis
 from arq.connections import RedisSettings, create_pool
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from ops import bench_arq
 from ops.bench_support import (
@@ -68,7 +69,7 @@ from producer.config import Config
 from producer.models import JobState
 
 MODEL = "sandbox/echo"
-QUEUE = Config().queue_name
+QUEUE = Config.from_env({}).queue_name
 ROW_TIMEOUT_S = 150.0
 
 
@@ -128,8 +129,9 @@ async def bare_arq_run(
         default_queue_name=bench_arq.QUEUE,
     )
     try:
+        all_jobs = echo_jobs(jobs)
         for start in range(0, jobs, 500):
-            batch = echo_jobs(jobs)[start : start + 500]
+            batch = all_jobs[start : start + 500]
             queued = await asyncio.gather(
                 *(pool.enqueue_job(bench_arq.FUNCTION, j["model"], j["input"]) for j in batch)
             )
@@ -215,7 +217,7 @@ async def row_overhead(bench: Bench) -> Result:
     share = best_predq.rate / best_bare.rate * 100
     return Result(
         measured=share,
-        unit="%",
+        unit="% of bare arq",
         target=Target(">=", 80, "% of bare arq"),
         shown=f"{share:.0f}% of bare arq ({fmt(best_predq.rate)} vs {fmt(best_bare.rate)} jobs/s)",
         notes=_overhead_notes(predq, bare, best_predq, best_bare),
@@ -429,19 +431,25 @@ async def run_row(bench: Bench, row: Row) -> Result:
 
 
 def render(console: Console, results: list[Result], header: list[str]) -> None:
+    """Print the header lines, the table, then each row's notes (as plain text, no markup)."""
+
+    def say(line: str) -> None:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
     for line in header:
-        console.print(line, highlight=False, soft_wrap=True)
-    table = Table(show_lines=False)
+        say(line)
+    table = Table()
     for column in ("#", "measurement", "measured", "target", "met?"):
         table.add_column(column, overflow="fold")
     for n, result in enumerate(results, 1):
-        table.add_row(str(n), result.name, result.measured_text(), result.target_text(),
-                      result.verdict())  # fmt: skip
+        cells = (str(n), result.name, result.measured_text(), result.target_text(),
+                 result.verdict())  # fmt: skip
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
-    console.print("notes:", highlight=False)
+    say("notes:")
     for n, result in enumerate(results, 1):
         for line in ([result.error] if result.error else []) + result.notes:
-            console.print(f"  {n}. {line}", highlight=False, soft_wrap=True)
+            say(f"  {n}. {line}")
 
 
 async def bench_main(rows: list[Row], workdir: Path, console: Console) -> list[Result]:
@@ -490,11 +498,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results = asyncio.run(bench_main(rows, workdir, console))
     ran = all(r.error is None for r in results)
-    console.print(f"total {time.monotonic() - started:.0f} s", highlight=False)
+    console.print(f"total {time.monotonic() - started:.0f} s", markup=False, highlight=False)
     if ran and not args.keep_logs:
         shutil.rmtree(workdir, ignore_errors=True)
     else:
-        console.print(f"logs kept in {workdir}", highlight=False)
+        console.print(f"logs kept in {workdir}", markup=False, highlight=False)
     return 0 if ran else 1
 
 

@@ -21,9 +21,9 @@ import os
 from typing import Any, cast
 
 import httpx
-import replicate
 from arq.connections import RedisSettings
 from arq.worker import func
+from replicate.client import Client as ReplicateClient
 
 QUEUE = "bench:arq:queue"
 FUNCTION = "predict"
@@ -46,7 +46,7 @@ def deserialize(raw: bytes) -> dict[str, Any]:
 
 async def predict(ctx: dict[str, Any], model: str, input: dict[str, Any]) -> None:
     """Run one prediction to its end, then count it."""
-    client: replicate.Client = ctx["replicate"]
+    client: ReplicateClient = ctx["replicate"]
     try:
         await client.async_run(model, input=input, wait=False, use_file_output=False)
     except Exception:
@@ -61,7 +61,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     transport = httpx.AsyncHTTPTransport(
         limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     )
-    client = replicate.Client(
+    client = ReplicateClient(
         api_token=os.environ.get("REPLICATE_API_TOKEN"),
         base_url=os.environ.get("REPLICATE_BASE_URL"),
         timeout=httpx.Timeout(30.0, connect=10.0, pool=30.0),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -39,6 +40,7 @@ BARE_ARQ_COMMAND = (sys.executable, "-m", "arq", "ops.bench_arq.Settings")
 PREDQ_COMMAND = WORKER_COMMAND
 PARKED_SUFFIX = ":bench-parked"
 READY_TIMEOUT_S = 30.0
+_PR_SET_PDEATHSIG = 1
 #: Creates and requests per minute for predq's shared rate limiter: far above anything a bench
 #: run reaches, so the limiter does all its work (one Redis call per request) but never paces.
 #: At Replicate's published limits (the defaults, 600 creates/min) every worker row would only
@@ -62,8 +64,8 @@ Progress = Callable[[], Awaitable[tuple[int, int]]]
 
 
 def fmt(value: float) -> str:
-    """A number with as many digits as it deserves: 12,345 / 123 / 12.3 / 1.23."""
-    if abs(value) >= 100:
+    """A number with as many digits as it deserves: 12,345 / 123 / 80 / 12.3 / 1.23."""
+    if abs(value) >= 100 or value == int(value):
         return f"{value:,.0f}"
     if abs(value) >= 10:
         return f"{value:.1f}"
@@ -72,7 +74,10 @@ def fmt(value: float) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """``measured <op> value``, e.g. ``Target(">=", 3000, "jobs/s")``."""
+    """``measured <op> value``, e.g. ``Target(">=", 3000, "jobs/s")``.
+
+    A unit starting with ``%`` is a share: its gap is told in percentage points.
+    """
 
     op: Literal[">=", "<=", "<"]
     value: float
@@ -85,17 +90,26 @@ class Target:
             return measured <= self.value
         return measured < self.value
 
+    def _amount(self, value: float) -> str:
+        if self.unit.startswith("%"):
+            return f"{fmt(value)}{self.unit}"
+        return f"{fmt(value)} {self.unit}"
+
     def text(self) -> str:
-        return f"{_SYMBOLS[self.op]} {fmt(self.value)} {self.unit}"
+        return f"{_SYMBOLS[self.op]} {self._amount(self.value)}"
 
     def gap(self, measured: float) -> str:
-        """How far from the target, e.g. ``+37% margin`` or ``12% short (360 jobs/s)``."""
-        diff = measured - self.value
-        share = abs(diff) / self.value * 100 if self.value else 0.0
+        """How far from the target: ``32% margin``, ``360 jobs/s short (-12%)``, or in points
+        for shares: ``14 points margin``, ``6 points short``."""
+        diff = abs(measured - self.value)
+        word = "margin" if self.met(measured) else ("short" if self.op == ">=" else "over")
+        if self.unit.startswith("%"):
+            return f"{fmt(diff)} points {word}"
+        share = diff / self.value * 100 if self.value else 0.0
         if self.met(measured):
             return f"{share:.0f}% margin"
-        word = "short" if self.op == ">=" else "over"
-        return f"{share:.0f}% {word} ({fmt(abs(diff))} {self.unit})"
+        sign = "-" if self.op == ">=" else "+"
+        return f"{fmt(diff)} {self.unit} {word} ({sign}{share:.0f}%)"
 
 
 @dataclass
@@ -182,7 +196,7 @@ class Bench:
         await self.redis.flushall()
 
     def producer(self) -> Producer:
-        return Producer(config=Config(redis_url=self.redis_url))
+        return Producer(config=Config.from_env({}, redis_url=self.redis_url))
 
     def log(self, name: str) -> Path:
         path = self.workdir / f"{name}.log"
@@ -216,7 +230,12 @@ class Bench:
         log = self.log(name)
         with log.open("ab") as out:
             process = subprocess.Popen(
-                command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+                command,
+                env=env,
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
             )
         try:
             yield Worker(process, log)
@@ -237,6 +256,14 @@ class Worker:
         code = self.process.poll()
         if code is not None:
             raise RuntimeError(f"the worker exited with code {code}; see {self.log}")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the bench dies (Linux), so no worker outlives it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def base_env() -> dict[str, str]:

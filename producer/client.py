@@ -13,11 +13,13 @@ Neither imports arq, replicate or the worker: a web app that only enqueues insta
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -25,10 +27,17 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from producer.config import Config
-from producer.errors import InvalidRequest, JobNotFound, JobNotRetryable, WaitTimeout
+from producer.errors import (
+    InvalidRequest,
+    JobNotFound,
+    JobNotRetryable,
+    RedisUnavailable,
+    WaitTimeout,
+)
 from producer.models import JobRecord, JobRequest, JobState
 from producer.store import JobStore
 
+T = TypeVar("T")
 #: Largest ``enqueue_many`` batch (its records are built in memory and sent in one pipeline).
 MAX_BATCH = 10_000
 _JOB_FIELDS = frozenset({"model", "input", "idempotency_key", "max_attempts", "attempt_timeout_s"})
@@ -47,7 +56,6 @@ def connect_redis(config: Config) -> aioredis.Redis:
         socket_connect_timeout=config.redis_timeout_s,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-        health_check_interval=30,
     )
     return client
 
@@ -96,6 +104,18 @@ class Producer:
             self._redis = None
             self._store = None
 
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """``call``, or RedisUnavailable if Redis has not answered within three timeouts (a Redis
+        that accepts connections but never replies must not hang a web request)."""
+        limit_s = 3 * self.config.redis_timeout_s
+        try:
+            async with asyncio.timeout(limit_s):
+                return await call
+        except TimeoutError:
+            raise RedisUnavailable(
+                f"Redis at {self.config.redis_url_redacted} did not answer within {limit_s:g} s"
+            ) from None
+
     @property
     def store(self) -> JobStore:
         if self._store is None:
@@ -127,7 +147,7 @@ class Producer:
             max_attempts=max_attempts,
             attempt_timeout_s=attempt_timeout_s,
         )
-        record, _created = await self.store.create(request)
+        record, _created = await self._bounded(self.store.create(request))
         return record
 
     async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]]) -> list[JobRecord]:
@@ -141,7 +161,7 @@ class Producer:
         if len(jobs) > MAX_BATCH:
             raise InvalidRequest(f"at most {MAX_BATCH:,} jobs per batch, got {len(jobs):,}")
         requests = [self._request(n, job) for n, job in enumerate(jobs)]
-        return [record for record, _ in await self.store.create_many(requests)]
+        return [record for record, _ in await self._bounded(self.store.create_many(requests))]
 
     def _request(self, index: int, job: Mapping[str, Any]) -> JobRequest:
         unknown = set(job) - _JOB_FIELDS
@@ -163,7 +183,7 @@ class Producer:
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The job's record, or None if no job has this id (never a made-up "queued")."""
-        return await self.store.get(job_id)
+        return await self._bounded(self.store.get(job_id))
 
     async def wait(self, job_id: str, timeout_s: float | None = None) -> JobRecord:
         """Block until the job is final and return its record.
@@ -177,7 +197,7 @@ class Producer:
         try:
             async with asyncio.timeout(timeout_s):
                 while True:
-                    record = await self.store.get(job_id)
+                    record = await self._bounded(self.store.get(job_id))
                     if record is None:
                         raise JobNotFound(job_id)
                     if record.is_final:
@@ -194,10 +214,10 @@ class Producer:
         A queued job never runs; a running one is stopped by its worker, which also cancels the
         prediction on Replicate. Raises JobNotFound for an unknown id.
         """
-        transition = await self.store.cancel(job_id)
+        transition = await self._bounded(self.store.cancel(job_id))
         if transition.status == "missing":
             raise JobNotFound(job_id)
-        record = await self.store.get(job_id)
+        record = await self._bounded(self.store.get(job_id))
         if record is None:
             raise JobNotFound(job_id)
         return record
@@ -205,7 +225,7 @@ class Producer:
     async def retry(self, job_id: str) -> JobRecord:
         """Re-drive a failed job: the same id, queued again with a fresh budget of attempts, its
         error history kept. Raises JobNotFound, or JobNotRetryable unless the job is ``failed``."""
-        transition = await self.store.requeue(job_id)
+        transition = await self._bounded(self.store.requeue(job_id))
         if transition.status == "missing":
             raise JobNotFound(job_id)
         if transition.status == "busy":
@@ -215,15 +235,15 @@ class Producer:
         if not transition.ok:
             state = transition.previous.value if transition.previous else "unknown"
             raise JobNotRetryable(f"job {job_id!r} is {state}; only failed jobs can be retried")
-        record = await self.store.get(job_id)
+        record = await self._bounded(self.store.get(job_id))
         if record is None:
             raise JobNotFound(job_id)
         return record
 
     async def failed(self, limit: int = 100) -> list[JobRecord]:
         """The dead letters: failed jobs, most recently failed first (at most ``limit``)."""
-        ids = await self.store.list_ids(JobState.FAILED, limit=limit)
-        return [r for r in await self.store.get_many(ids) if r is not None]
+        ids = await self._bounded(self.store.list_ids(JobState.FAILED, limit=limit))
+        return [r for r in await self._bounded(self.store.get_many(ids)) if r is not None]
 
 
 class SyncProducer:
@@ -237,6 +257,9 @@ class SyncProducer:
     def __init__(self, redis_url: str | None = None, *, config: Config | None = None) -> None:
         self.config = config or Config.from_env(os.environ, redis_url=redis_url)
         self._lock = threading.Lock()
+        self._pending: set[concurrent.futures.Future[Any]] = set()
+        after_fork = weakref.WeakMethod(self._after_fork)
+        os.register_at_fork(after_in_child=lambda: (method := after_fork()) and method())
         self._pid = -1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -266,25 +289,38 @@ class SyncProducer:
                 producer.connect()
                 self._loop, self._thread, self._producer = loop, thread, producer
                 self._pid = os.getpid()
+                self._pending = set()
             return self._loop, self._producer
 
     def _call(self, make: Any, *args: Any, **kwargs: Any) -> Any:
         loop, producer = self._ensure_started()
         coroutine: Coroutine[Any, Any, Any] = make(producer, *args, **kwargs)
-        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        self._pending.add(future)
+        try:
+            return future.result()
+        finally:
+            self._pending.discard(future)
 
     def close(self) -> None:
-        """Close the pool and stop the loop thread; the instance can be used again afterwards."""
+        """Close the pool and stop the loop thread; calls still in flight in other threads raise
+        ``concurrent.futures.CancelledError``. The instance can be used again afterwards."""
         with self._lock:
             loop, thread, producer = self._loop, self._thread, self._producer
             self._loop = self._thread = self._producer = None
-        if loop is None or thread is None or producer is None:
+            pending, self._pending = self._pending, set()
+        if loop is None or thread is None or producer is None or self._pid != os.getpid():
             return
-        if self._pid == os.getpid():
-            asyncio.run_coroutine_threadsafe(producer.aclose(), loop).result()
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join()
-            loop.close()
+        for future in pending:
+            future.cancel()
+        asyncio.run_coroutine_threadsafe(producer.aclose(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+    def _after_fork(self) -> None:
+        # The parent's lock may have been held by another thread at the fork: a new one.
+        self._lock = threading.Lock()
 
     def enqueue(
         self,

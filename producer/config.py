@@ -19,18 +19,32 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe for logs and error messages."""
+    """``url`` with any password (in the user part or a ``password=`` query parameter) replaced
+    by ``***``, safe for logs and error messages."""
     try:
         parts = urllib.parse.urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    netloc = f"{user}:***@{host}{port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is not None:
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}{port}"
+        parts = parts._replace(netloc=netloc)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    if any(name == "password" for name, _ in query):
+        masked = [(name, "***" if name == "password" else value) for name, value in query]
+        parts = parts._replace(query=urllib.parse.urlencode(masked, safe="*"))
+    return urllib.parse.urlunsplit(parts)
+
+
+def redis_password(url: str) -> str | None:
+    """The password in a Redis URL, as redis-py reads it (user part or ``?password=``)."""
+    from redis.asyncio.connection import parse_url
+
+    try:
+        password = parse_url(url).get("password")
+    except ValueError:
+        return None
+    return str(password) if password else None
 
 
 class EnvSettings(BaseModel):

@@ -82,13 +82,27 @@ class Transition:
 
 @contextmanager
 def redis_errors(config: Config) -> Iterator[None]:
-    """Translate redis-py's connection failures into RedisUnavailable (password never shown)."""
+    """Translate redis-py's failures into RedisUnavailable, with one line that names neither the
+    password nor the command's arguments (they hold users' inputs)."""
     try:
         yield
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         raise RedisUnavailable(
             f"Redis at {config.redis_url_redacted} is unavailable: {type(exc).__name__}"
         ) from None
+    except redis.exceptions.RedisError as exc:
+        raise RedisUnavailable(
+            f"Redis at {config.redis_url_redacted} refused the command: {_server_reason(exc)}"
+        ) from None
+
+
+def _server_reason(exc: Exception) -> str:
+    """The server's own words (e.g. "OOM command not allowed ..."), without the command that
+    redis-py quotes in pipeline errors."""
+    first = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    text = first.rsplit("caused error: ", 1)[-1].split(" script: ", 1)[0]
+    lines = text.strip().splitlines() or [type(exc).__name__]
+    return lines[0][:200]
 
 
 class JobStore:

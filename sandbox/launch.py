@@ -6,6 +6,7 @@ Everything is a real subprocess: the sandbox (``python -m sandbox``) and workers
 
 from __future__ import annotations
 
+import select
 import signal
 import subprocess
 import sys
@@ -15,6 +16,17 @@ from pathlib import Path
 
 WORKER_COMMAND = (sys.executable, "-m", "arq", "worker.main.Settings")
 READY_PREFIX = "sandbox listening on "
+READY_TIMEOUT_S = 30.0
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for children that must not outlive the process that started them (Linux:
+    SIGTERM on the parent's death; elsewhere nothing), so a killed test run leaves no servers."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class SandboxProcess:
@@ -26,9 +38,11 @@ class SandboxProcess:
                 [sys.executable, "-m", "sandbox", "--port", "0", *args],
                 stdout=subprocess.PIPE,
                 stderr=log,
+                preexec_fn=die_with_parent,
             )
         assert self.process.stdout is not None
-        line = self.process.stdout.readline().decode().strip()
+        ready, _, _ = select.select([self.process.stdout], [], [], READY_TIMEOUT_S)
+        line = self.process.stdout.readline().decode().strip() if ready else ""
         if not line.startswith(READY_PREFIX):
             self.stop()
             raise RuntimeError(f"the sandbox did not start: {log_path.read_text()[-2000:]}")

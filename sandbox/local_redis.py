@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from sandbox.launch import die_with_parent
+
 START_TIMEOUT_S = 10.0
 
 
@@ -77,7 +79,10 @@ class LocalRedis:
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        """Start the server and wait until it answers PING; raises RuntimeError if it does not."""
+        """Start the server and wait until it answers PING; raises RuntimeError if it does not
+        (or if this server is running already)."""
+        if self.running:
+            raise RuntimeError(f"redis-server on port {self.port} is running already")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [find_redis_server()]
         if self.config_file is not None:
@@ -92,7 +97,12 @@ class LocalRedis:
             "--logfile", str(self.data_dir / "redis.log"),
             *self.extra_args,
         ]  # fmt: skip
-        self._process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._process = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -12,11 +12,9 @@ and the replicate client's own ``REPLICATE_API_TOKEN`` and ``REPLICATE_BASE_URL`
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from producer.config import Config
+from producer.config import Config, redis_password
 from producer.logs import LogFormat
 from producer.models import ATTEMPT_TIMEOUT_LIMIT_S, MAX_ATTEMPTS_LIMIT, MODEL_REF
 from worker.ratelimit import Budget, Kind
@@ -102,7 +100,7 @@ class WorkerConfig(Config):
         if self.replicate_api_token is not None:
             found.append(self.replicate_api_token.get_secret_value())
 
-        password = urlsplit(self.redis_url).password
+        password = redis_password(self.redis_url)
         if password:
             found.append(password)
         return found

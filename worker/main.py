@@ -20,6 +20,7 @@ import redis.exceptions
 import structlog
 from arq.connections import RedisSettings
 from arq.worker import func
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 
@@ -54,8 +55,21 @@ def deserialize(raw: bytes) -> dict[str, Any]:
 
 
 def redis_settings(config: WorkerConfig) -> RedisSettings:
-    """arq's connection settings: commands are retried with backoff through a Redis restart."""
-    settings = RedisSettings.from_dsn(config.redis_url)
+    """arq's connection settings: commands are retried with backoff through a Redis restart.
+
+    The URL is read by redis-py's own parser (as producers read it: percent-decoding, and
+    ``?password=``), not arq's ``from_dsn``, which ignores both.
+    """
+    url = parse_url(config.redis_url)
+    settings = RedisSettings(
+        host=url.get("host", "localhost"),
+        port=int(url.get("port", 6379)),
+        database=int(url.get("db", 0)),
+        username=url.get("username"),
+        password=url.get("password"),
+        ssl=url.get("connection_class") is SSLConnection,
+        unix_socket_path=url.get("path"),
+    )
     settings.conn_timeout = int(max(1, config.redis_timeout_s))
     settings.conn_retries = 30
     settings.conn_retry_delay = 1

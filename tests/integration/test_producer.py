@@ -4,8 +4,10 @@ bad input that writes nothing, the thread-safe SyncProducer, and a clear error w
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,7 +15,7 @@ import redis
 from producer import JobNotFound, JobState, Producer, RedisUnavailable, SyncProducer, WaitTimeout
 from producer.config import Config
 from producer.errors import InputTooLarge, InvalidInput, InvalidModelRef, InvalidRequest
-from sandbox.local_redis import free_port
+from sandbox.local_redis import LocalRedis, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -111,3 +113,43 @@ async def test_unreachable_redis_is_a_clear_error_not_a_hang() -> None:
     assert "s3cret-pass" not in str(raised.value)
     assert "***" in str(raised.value)
     assert time.monotonic() - started < 30  # a generous bound: the point is "it returns"
+
+
+async def test_a_redis_that_never_answers_is_a_clear_error_not_a_hang() -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # accepts connections, never replies
+    try:
+        port = listener.getsockname()[1]
+        config = Config(redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout_s=0.3)
+        async with Producer(config=config) as producer:
+            with pytest.raises(RedisUnavailable):
+                await producer.enqueue("sandbox/echo", {})
+            with pytest.raises(RedisUnavailable):
+                await producer.get("x")
+    finally:
+        listener.close()
+
+
+async def test_a_full_redis_refuses_in_one_line_without_the_input(tmp_path: Path) -> None:
+    with LocalRedis(
+        data_dir=tmp_path / "redis",
+        appendonly=False,
+        extra_args=("--maxmemory", "3mb", "--maxmemory-policy", "noeviction"),
+    ) as server:
+        async with Producer(config=Config(redis_url=server.url)) as producer:
+            secret_text = "user-private-prompt " * 5000  # ~100 KB per job
+
+            async def fill() -> None:
+                for _ in range(200):
+                    await producer.enqueue("sandbox/echo", {"prompt": secret_text})
+
+            with pytest.raises(
+                RedisUnavailable, match=r"refused the command: .*maxmemory"
+            ) as raised:
+                await fill()
+            with pytest.raises(RedisUnavailable, match="maxmemory") as batch:
+                await producer.enqueue_many([{"model": "o/n", "input": {"p": secret_text}}] * 5)
+    for error in (raised.value, batch.value):
+        assert "user-private-prompt" not in str(error)
+        assert len(str(error).splitlines()) == 1

@@ -183,3 +183,20 @@ async def test_a_timed_out_create_is_found_too(
     assert record.attempts == 2
     created = sandbox.stats()["created"]
     assert created == 1, f"{created} predictions for one job"
+
+
+async def test_canceling_a_handed_over_job_cancels_its_prediction(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    [leaving] = workers.start(PREDQ_SHUTDOWN_GRACE_S="0")
+    job = await producer.enqueue("sandbox/sleep", {"seconds": 60})
+    await until(producer, job.id, lambda r: r.prediction_id is not None)
+    leaving.send_signal(signal.SIGTERM)
+    assert leaving.wait(timeout=20) == 0
+    assert (await producer.cancel(job.id)).state is JobState.CANCELED
+    assert sandbox.stats()["canceled"] == 0  # nobody runs the job: its prediction still runs
+    workers.start()  # the next delivery finds the job canceled and cancels its prediction
+    deadline = time.monotonic() + 15
+    while sandbox.stats()["canceled"] < 1:
+        assert time.monotonic() < deadline, "the handed-over prediction was left running"
+        await asyncio.sleep(0.1)

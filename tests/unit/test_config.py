@@ -57,3 +57,12 @@ def test_redis_password_is_never_shown() -> None:
     assert config.redis_url_redacted == "redis://user:***@db:6379/0"
     assert redact_url("redis://:pw1234@h/0") == "redis://:***@h/0"
     assert redact_url("redis://h:6379/0") == "redis://h:6379/0"
+
+
+def test_query_string_passwords_are_masked_and_known_as_secrets() -> None:
+    url = "redis://db:6379/0?password=q-secret-1&socket_timeout=5"
+    assert "q-secret-1" not in redact_url(url)
+    assert "socket_timeout=5" in redact_url(url)
+    assert WorkerConfig.from_env({"REDIS_URL": url}).secrets() == ["q-secret-1"]
+    encoded = WorkerConfig.from_env({"REDIS_URL": "redis://:p%40ss-word@db/0"})
+    assert encoded.secrets() == ["p@ss-word"]

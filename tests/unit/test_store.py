@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import fakeredis
+import pytest
 
 from producer import clock, keys
 from producer.config import Config
@@ -195,3 +196,19 @@ async def test_requeue_redrives_a_failed_job_with_fresh_attempts(
     assert await fake_redis.zscore(config.queue_name, record.id) is not None
     assert await fake_redis.ttl(keys.job(record.id)) == -1
     assert (await store.requeue("missing")).status == "missing"
+
+
+async def test_a_replayed_transition_is_applied_once(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py resends a script whose reply was lost: the same call must not count twice."""
+    import uuid
+
+    record, _ = await store.create(request())
+    fixed = uuid.UUID(int=7)
+    monkeypatch.setattr("producer.store.uuid.uuid4", lambda: fixed)
+    first, _ = await store.start(record.id)
+    replay, _ = await store.start(record.id)  # the identical call, as a resend would be
+    assert first.ok and replay.ok
+    assert replay.record is not None
+    assert (replay.record.attempts, replay.record.recoveries) == (1, 0)
