@@ -8,7 +8,8 @@ this table; anything else is refused and reported, never applied:
     running        start   recover  start
     retrying               yes
     succeeded              yes
-    failed                 yes               (and re-drive: failed -> queued, see requeue)
+    failed         *       yes      *        (* only before any claim, without a run token;
+                                             and re-drive: failed -> queued, see requeue)
     canceled       yes     yes      yes
 
 A worker holds a *run token* from ``start`` on; its later moves pass it, and a worker whose job was

@@ -121,7 +121,7 @@ async def test_canceling_a_running_job_stops_it_and_its_prediction(
     await until(producer, job.id, lambda r: r.prediction_id is not None)
     canceled = await producer.cancel(job.id)
     assert canceled.state is JobState.CANCELED
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 4  # noticed within lease_s / 3 (1 s) + a request
     while sandbox.stats()["canceled"] < 1:
         assert time.monotonic() < deadline, "the prediction was not canceled on Replicate"
         await asyncio.sleep(0.1)
@@ -200,3 +200,21 @@ async def test_canceling_a_handed_over_job_cancels_its_prediction(
     while sandbox.stats()["canceled"] < 1:
         assert time.monotonic() < deadline, "the handed-over prediction was left running"
         await asyncio.sleep(0.1)
+
+
+async def test_a_worker_killed_mid_create_does_not_cost_a_second_prediction(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    sandbox.faults(queue=[{"on": "create", "fault": "slow"}], slow_s=30)
+    [doomed] = workers.start(PREDQ_LEASE_S="2")
+    job = await producer.enqueue("sandbox/echo", {"order": 993})
+    deadline = time.monotonic() + 15
+    while sandbox.stats()["created"] < 1:  # the create reached Replicate; its answer is held
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    doomed.send_signal(signal.SIGKILL)
+    workers.start(PREDQ_LEASE_S="2")
+    record = await producer.wait(job.id, timeout_s=30)
+    assert record.state is JobState.SUCCEEDED
+    assert record.recoveries == 1
+    assert sandbox.stats()["created"] == 1  # the recovering worker found the prediction
