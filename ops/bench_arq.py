@@ -3,10 +3,11 @@
     python -m arq ops.bench_arq.Settings        (started by ``python -m ops.bench``)
 
 One function, ``predict(model, input)``, does what predq's job does at its core:
-``replicate.Client.async_run(model, input=..., wait=False, use_file_output=False)`` on one client
-made in ``on_startup``, with the same HTTP pool size, timeouts and poll interval as predq's
-worker. It then INCRs ``DONE_KEY`` (or ``FAILED_KEY``), which is how the bench counts finished
-jobs. No records, no leases, no retries, no logging below WARNING; JSON payloads, keep_result=0.
+``replicate.Client.async_run(model, input=..., wait=5, use_file_output=False)`` (``Prefer:
+wait=5``, as predq's worker asks by default: ``PREDQ_CREATE_WAIT_S``) on one client made in
+``on_startup``, with the same timeouts and poll interval as predq's worker. It then INCRs
+``DONE_KEY`` (or ``FAILED_KEY``), which is how the bench counts finished jobs.
+No records, no leases, no retries, no logging below WARNING; JSON payloads, keep_result=0.
 
 Environment: ``REDIS_URL``, ``REPLICATE_BASE_URL``, ``REPLICATE_API_TOKEN``, ``BENCH_MAX_JOBS``
 (arq's max_jobs), ``BENCH_POLL_DELAY_S`` (arq's poll_delay), ``BENCH_POLL_INTERVAL_S`` (the replicate
@@ -44,11 +45,15 @@ def deserialize(raw: bytes) -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(raw))
 
 
+#: The same ``Prefer: wait`` as predq's default ``PREDQ_CREATE_WAIT_S``.
+CREATE_WAIT_S = 5
+
+
 async def predict(ctx: dict[str, Any], model: str, input: dict[str, Any]) -> None:
     """Run one prediction to its end, then count it."""
     client: ReplicateClient = ctx["replicate"]
     try:
-        await client.async_run(model, input=input, wait=False, use_file_output=False)
+        await client.async_run(model, input=input, wait=CREATE_WAIT_S, use_file_output=False)
     except Exception:
         await ctx["redis"].incr(FAILED_KEY)
         raise

@@ -7,7 +7,8 @@
   first and parked (the queue key renamed away), the worker is started and waits until it polls
   (its arq health-check key exists), then the queue is renamed back: process start-up (imports)
   is timed separately and not counted in the run.
-- ``RssSampler``, ``cpu_seconds``: what a process used, read from /proc.
+- ``PeakSampler`` / ``rss_sampler``, ``cpu_seconds``: peaks sampled in the background, and what a
+  process used (from /proc).
 """
 
 from __future__ import annotations
@@ -182,7 +183,6 @@ class Bench:
         self.redis_server = redis_server
         self.workdir = workdir
         self.redis: aioredis.Redis = aioredis.Redis.from_url(redis_server.url)
-        self.logs: list[Path] = []
 
     @property
     def redis_url(self) -> str:
@@ -199,9 +199,7 @@ class Bench:
         return Producer(config=Config.from_env({}, redis_url=self.redis_url))
 
     def log(self, name: str) -> Path:
-        path = self.workdir / f"{name}.log"
-        self.logs.append(path)
-        return path
+        return self.workdir / f"{name}.log"
 
     async def redis_pid(self) -> int:
         info = await self.redis.info("server")

@@ -102,7 +102,10 @@ class SoakReport:
 
 
 class Soak:
-    def __init__(self, jobs: int, workers: int, workdir: Path, seed: int) -> None:
+    def __init__(
+        self, jobs: int, workers: int, workdir: Path, seed: int, *, timeout_s: float = 600
+    ) -> None:
+        self.timeout_s = timeout_s
         self.jobs = jobs
         self.worker_count = workers
         self.workdir = workdir
@@ -133,7 +136,7 @@ class Soak:
                 async with Producer(config=config) as producer:
                     ids = await self._enqueue_all(producer)
                     await self._chaos(producer, redis_server, workers, env, ids)
-                    records = await self._wait_all(producer, ids)
+                    records = await self._wait_all(producer, ids, self.timeout_s)
                 async with httpx.AsyncClient(base_url=sandbox.url) as http:
                     stats = (await http.get("/sandbox/stats")).json()
             finally:
@@ -291,10 +294,18 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PREDQ_", "REPLICATE_"))}
 
 
-def run_soak(jobs: int, workers: int = 3, seed: int = 1, workdir: Path | None = None) -> SoakReport:
-    """Run the soak and return its report (``report.ok`` says whether every promise held)."""
+def run_soak(
+    jobs: int,
+    workers: int = 3,
+    seed: int = 1,
+    workdir: Path | None = None,
+    timeout_s: float = 600,
+) -> SoakReport:
+    """Run the soak and return its report (``report.ok`` says whether every promise held).
+    Jobs not final after ``timeout_s`` count as lost."""
     with tempfile.TemporaryDirectory(prefix="predq-soak-") as tmp:
-        return asyncio.run(Soak(jobs, workers, workdir or Path(tmp), seed).run())
+        soak = Soak(jobs, workers, workdir or Path(tmp), seed, timeout_s=timeout_s)
+        return asyncio.run(soak.run())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,7 +145,14 @@ class Attempt:
             if found is not None:
                 self.watch.prediction_id = found
                 self.log = self.log.bind(prediction_id=found)
-        return await self.predictions.run(self.record.model, self.record.input, self.watch)
+        return await self.predictions.run(
+            self.record.model, self.record.input, self.watch, create_wait_s=self._create_wait_s()
+        )
+
+    def _create_wait_s(self) -> int:
+        """How long the create may be held: at most a third of the attempt's deadline, so that
+        a held create never eats the time the attempt has to notice a slow prediction."""
+        return min(self.config.create_wait_s, int(self.timeout_s / 3))
 
     async def _finish(self, outcome: Outcome) -> None:
         if outcome.status == "aborted":

@@ -1,7 +1,7 @@
 """The worker's settings: the shared Config plus what only a worker needs, from the environment.
 
 Environment (beyond producer.config.Config's): ``PREDQ_CONCURRENCY``, ``PREDQ_MAX_ATTEMPTS``,
-``PREDQ_ATTEMPT_TIMEOUT_S``, ``PREDQ_CREATE_TIMEOUT_S``, ``PREDQ_BACKOFF_BASE_S``,
+``PREDQ_ATTEMPT_TIMEOUT_S``, ``PREDQ_CREATE_TIMEOUT_S``, ``PREDQ_CREATE_WAIT_S``, ``PREDQ_BACKOFF_BASE_S``,
 ``PREDQ_BACKOFF_MAX_S``, ``PREDQ_POLL_INTERVAL_S``, ``PREDQ_LEASE_S``, ``PREDQ_MAX_RECOVERIES``,
 ``PREDQ_SHUTDOWN_GRACE_S``, ``PREDQ_QUEUE_POLL_S``, ``PREDQ_CREATES_PER_MIN``,
 ``PREDQ_REQUESTS_PER_MIN``, ``PREDQ_CREATE_BURST``, ``PREDQ_REQUEST_BURST``,
@@ -33,6 +33,9 @@ class WorkerConfig(Config):
     )
     #: Deadline of the create request alone (the replicate client sets none on creates).
     create_timeout_s: float = Field(30.0, alias="PREDQ_CREATE_TIMEOUT_S", gt=0)
+    #: How long Replicate may hold a create until the prediction is done (``Prefer: wait``):
+    #: fast models then cost one request instead of a create and its polls. 0: never hold.
+    create_wait_s: int = Field(5, alias="PREDQ_CREATE_WAIT_S", ge=0, le=60)
     #: Backoff before attempt n+1 is drawn from [d/2, d], d = min(max, base * 2**(n-1)).
     backoff_base_s: float = Field(2.0, alias="PREDQ_BACKOFF_BASE_S", gt=0)
     backoff_max_s: float = Field(300.0, alias="PREDQ_BACKOFF_MAX_S", gt=0)

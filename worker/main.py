@@ -93,7 +93,9 @@ def build_settings(environ: Mapping[str, str]) -> type:
     async def on_startup(ctx: dict[str, Any]) -> None:
         if ctx.get("configure_logging", True):  # an embedding process (a test) may say no
             configure_logging(config.log_level, config.log_format, secrets=config.secrets())
-            logging.getLogger("arq").handlers.clear()  # arq's CLI adds one; ours is the root's
+            arq_logger = logging.getLogger("arq")
+            arq_logger.handlers.clear()  # arq's CLI adds one; ours is the root's
+            arq_logger.setLevel(config.log_level.upper())  # arq's CLI pins it at INFO
         job_ctx = cast(WorkerContext, ctx)
         job_ctx["config"] = config
         job_ctx["store"] = JobStore(ctx["redis"], config)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,8 @@ log = structlog.get_logger(__name__)
 _CREATE_PATH = re.compile(r"/v1/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)$")
 _PREDICTION_PATH = re.compile(r"/v1/predictions/[^/]+(?:/cancel)?$")
 _PAGE_TRIES = 5
+#: Connections per replicate client (a worker uses one client per 25 slots: measured by ops/bench.py, 25 beat 10 and 100).
+_POOL_SIZE = 25
 _POLL_BACKOFF_MAX_S = 30.0
 _FINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
@@ -77,6 +80,14 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+def _prefer_wait_s(prefer: str | None) -> int:
+    """N from a ``Prefer: wait=N`` header (60 for a bare ``wait``), else 0."""
+    if not prefer or not prefer.startswith("wait"):
+        return 0
+    _, _, value = prefer.partition("=")
+    return int(value) if value.isdigit() else 60
+
+
 class ObservingTransport(httpx.AsyncBaseTransport):
     """Wraps the real transport; reports prediction responses to the current PredictionWatch."""
 
@@ -89,6 +100,7 @@ class ObservingTransport(httpx.AsyncBaseTransport):
         throttle_pause_s: float = 5.0,
     ) -> None:
         self._inner = inner
+        self._create_timeout_s = create_timeout_s
         self._create_timeout = httpx.Timeout(create_timeout_s).as_dict()
         self._limiter = limiter
         self._throttle_pause_s = throttle_pause_s
@@ -101,8 +113,14 @@ class ObservingTransport(httpx.AsyncBaseTransport):
         if self._limiter is not None:
             await self._limiter.acquire(kind)
         if is_create:
-            # The replicate client sends creates with no timeout at all.
-            request.extensions["timeout"] = self._create_timeout
+            # The replicate client sends creates with no timeout at all; a create held by
+            # ``Prefer: wait=N`` needs N seconds more than the plain create timeout.
+            held_s = _prefer_wait_s(request.headers.get("prefer"))
+            request.extensions["timeout"] = (
+                self._create_timeout
+                if not held_s
+                else httpx.Timeout(self._create_timeout_s + held_s).as_dict()
+            )
         if is_create and watch is not None:
             watch.create_sent_at = clock.now().isoformat()  # after any wait for a rate slot
             watch.creating = True
@@ -172,52 +190,80 @@ class Predictions:
         ``limiter`` paces every request (None: no pacing of predq's own); ``waiters`` with
         ``config.webhook_url`` set: predictions report back by webhook instead of being polled."""
         token = config.replicate_api_token
-        inner = transport or httpx.AsyncHTTPTransport(
-            limits=httpx.Limits(
-                max_connections=max(100, config.concurrency),
-                max_keepalive_connections=max(20, config.concurrency),
+        # httpcore's pool bookkeeping grows with its size (reference/replicate.md: 17.8 ms of CPU
+        # per call with 1,000 connections in one pool, 1.3 ms over 20 pools of 100), so a big
+        # worker spreads its predictions over several clients of at most 25 connections each.
+        shards = 1 if transport is not None else max(1, -(-config.concurrency // _POOL_SIZE))
+        self._transports: list[ObservingTransport] = []
+        self._clients: list[ReplicateClient] = []
+        for _ in range(shards):
+            inner = transport or httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(
+                    max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE
+                )
             )
-        )
-        transport = ObservingTransport(
-            inner,
-            create_timeout_s=config.create_timeout_s,
-            limiter=limiter,
-            throttle_pause_s=config.throttle_pause_s,
-        )
-        self._transport: ObservingTransport = transport
-        self._client = ReplicateClient(
-            api_token=token.get_secret_value() if token is not None else None,
-            base_url=config.replicate_base_url,
-            timeout=httpx.Timeout(30.0, connect=10.0, pool=30.0),
-            transport=transport,
-        )
-        self._client.poll_interval = config.poll_interval_s
+            observing = ObservingTransport(
+                inner,
+                create_timeout_s=config.create_timeout_s,
+                limiter=limiter,
+                throttle_pause_s=config.throttle_pause_s,
+            )
+            client = ReplicateClient(
+                api_token=token.get_secret_value() if token is not None else None,
+                base_url=config.replicate_base_url,
+                timeout=httpx.Timeout(30.0, connect=10.0, pool=30.0),
+                transport=observing,
+            )
+            client.poll_interval = config.poll_interval_s
+            self._transports.append(observing)
+            self._clients.append(client)
+        self._next_client = itertools.count()
+        #: The client for one-off requests (cancel, lookups, webhook fallback polls).
+        self._client = self._clients[0]
         self._poll_interval_s = config.poll_interval_s
         self._webhook_url = config.webhook_url
         self._fallback_poll_s = config.webhook_fallback_poll_s
         self._waiters = waiters
 
-    async def run(self, model: str, input: dict[str, Any], watch: PredictionWatch) -> Outcome:
+    async def run(
+        self,
+        model: str,
+        input: dict[str, Any],
+        watch: PredictionWatch,
+        *,
+        create_wait_s: int = 0,
+    ) -> Outcome:
         """Run ``model`` on ``input`` to a final status, or resume ``watch.prediction_id`` if set.
 
-        Raises ModelError when the prediction failed, and ReplicateError / httpx errors as they
-        come; ``watch`` says how far it got (the id, the last status, any Retry-After).
+        ``create_wait_s`` (1-60) asks Replicate to hold the create until the prediction is done
+        or that long (``Prefer: wait``): a prediction that finishes within it costs one request
+        instead of a create and its polls. Raises ModelError when the prediction failed, and
+        ReplicateError / httpx errors as they come; ``watch`` says how far it got (the id, the
+        last status, any Retry-After).
         """
         token = _current_watch.set(watch)
+        client = self._clients[next(self._next_client) % len(self._clients)]
         try:
-            return await self._run_polling_through_errors(model, input, watch)
+            return await self._run_polling_through_errors(
+                client, model, input, watch, create_wait_s
+            )
         finally:
             _current_watch.reset(token)
 
     async def _run_polling_through_errors(
-        self, model: str, input: dict[str, Any], watch: PredictionWatch
+        self,
+        client: ReplicateClient,
+        model: str,
+        input: dict[str, Any],
+        watch: PredictionWatch,
+        create_wait_s: int,
     ) -> Outcome:
         """Once the prediction exists, a failed poll (5xx, 429, network) is not the attempt's
         end: poll again, with backoff, until the prediction is done or the deadline cancels us."""
         failures = 0
         while True:
             try:
-                return await self._run_once(model, input, watch)
+                return await self._run_once(client, model, input, watch, create_wait_s)
             except Exception as exc:
                 if watch.prediction_id is None:
                     raise
@@ -230,15 +276,26 @@ class Predictions:
                     backoff_s(failures, base_s=self._poll_interval_s, max_s=_POLL_BACKOFF_MAX_S)
                 )
 
-    async def _run_once(self, model: str, input: dict[str, Any], watch: PredictionWatch) -> Outcome:
+    async def _run_once(
+        self,
+        client: ReplicateClient,
+        model: str,
+        input: dict[str, Any],
+        watch: PredictionWatch,
+        create_wait_s: int,
+    ) -> Outcome:
         try:
             if self._waiters is not None and self._webhook_url is not None:
                 return await self._run_by_webhook(model, input, watch, self._waiters)
             if watch.prediction_id is not None:
-                return await self._resume(watch.prediction_id)
-            output = await self._client.async_run(
-                model, input=input, wait=False, use_file_output=False
+                return await self._resume(client, watch.prediction_id)
+            output = await client.async_run(
+                model, input=input, wait=create_wait_s or False, use_file_output=False
             )
+            if watch.status not in _FINAL and watch.prediction_id is not None:
+                # With Prefer: wait, async_run takes any status but "starting" as final and
+                # returns partial output (replicate-python#385): poll it to its end instead.
+                return await self._resume(client, watch.prediction_id)
         except PredictionParseError:
             if watch.status == "aborted":
                 return Outcome("aborted")
@@ -298,8 +355,8 @@ class Predictions:
             return Outcome("canceled", prediction.get("output"))
         return Outcome("aborted")
 
-    async def _resume(self, prediction_id: str) -> Outcome:
-        prediction = await self._client.predictions.async_get(prediction_id)
+    async def _resume(self, client: ReplicateClient, prediction_id: str) -> Outcome:
+        prediction = await client.predictions.async_get(prediction_id)
         await prediction.async_wait()
         if prediction.status == "failed":
             raise ModelError(prediction)
@@ -362,4 +419,5 @@ class Predictions:
         await self._client.predictions.async_cancel(prediction_id)
 
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        for transport in self._transports:
+            await transport.aclose()

@@ -37,6 +37,9 @@ FAST_WORKER_ENV = {
     # predq's own rate limits are off unless a test is about them (tests/integration/test_limits.py).
     "PREDQ_CREATES_PER_MIN": "0",
     "PREDQ_REQUESTS_PER_MIN": "0",
+    # Creates return at once and predictions are polled, so tests can see them running;
+    # held creates (Prefer: wait) have their own test.
+    "PREDQ_CREATE_WAIT_S": "0",
 }
 
 

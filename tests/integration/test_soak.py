@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(300)
 def test_soak_500_jobs(tmp_path: Path) -> None:
-    report = run_soak(500, workers=3, seed=11, workdir=tmp_path)
+    report = run_soak(500, workers=3, seed=11, workdir=tmp_path, timeout_s=150)
     print(report.render())
     assert report.lost == []
     assert report.duplicates == 0
