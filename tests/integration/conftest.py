@@ -110,7 +110,7 @@ def sandbox(sandbox_server: Sandbox) -> Sandbox:
     sandbox_server.reset()
     sandbox_server.faults(
         throttle_rate=0, error_rate=0, slow_rate=0, lost_create_rate=0, latency_s=0.2,
-        retry_after_s=1,
+        retry_after_s=1, wait_returns_processing=False,
     )  # fmt: skip
     return sandbox_server
 

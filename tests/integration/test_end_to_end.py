@@ -190,3 +190,31 @@ async def test_worker_logs_never_show_the_token(
     text = workers.log_text()
     assert "job.failed" in text  # the failure (401 and all) was logged, at DEBUG level too
     assert wrong_token not in text
+
+
+async def test_held_creates_cost_one_request_per_fast_prediction(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    sandbox.faults(latency_s=0.3)
+    workers.start(PREDQ_CREATE_WAIT_S="3")
+    jobs = await producer.enqueue_many(
+        [{"model": "sandbox/echo", "input": {"n": n}} for n in range(10)]
+    )
+    done = [await producer.wait(job.id, timeout_s=30) for job in jobs]
+    assert [r.output for r in done] == [{"n": n} for n in range(10)]
+    assert all(r.prediction_id for r in done)
+    stats = sandbox.stats()
+    assert (stats["created"], stats["polls"], stats["requests"]) == (10, 0, 10)
+
+
+async def test_a_held_create_answered_processing_is_polled_to_its_end(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    """replicate-python#385: async_run takes a held `processing` prediction as finished."""
+    sandbox.faults(wait_returns_processing=True)
+    workers.start(PREDQ_CREATE_WAIT_S="1")
+    job = await producer.enqueue("sandbox/sleep", {"seconds": 2.5, "tag": "full"})
+    record = await producer.wait(job.id, timeout_s=30)
+    assert record.state is JobState.SUCCEEDED
+    assert record.output == {"seconds": 2.5, "tag": "full"}
+    assert sandbox.stats()["polls"] >= 1
