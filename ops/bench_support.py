@@ -1,12 +1,14 @@
 """What ``ops.bench`` rows are built from: results and targets, processes, timed worker runs.
 
-- ``Result`` / ``Target``: one table row, and how its gap to the target is told.
+- ``Result`` / ``Target`` / ``Check``: one table row, and how its gap to the target is told (a
+  row with several targets adds a ``Check`` per extra measurement).
 - ``Bench``: the private redis-server, the work directory (logs), and context managers that start
-  a sandbox or a worker and always stop it.
-- ``WorkerRun``: a worker measured from the moment its jobs are released. Jobs are enqueued
-  first and parked (the queue key renamed away), the worker is started and waits until it polls
-  (its arq health-check key exists), then the queue is renamed back: process start-up (imports)
-  is timed separately and not counted in the run.
+  a sandbox, a worker or the webhook receiver and always stop it.
+- ``WorkerRun``: one or more workers measured from the moment their jobs are released. Jobs are
+  enqueued first and parked (the queue key renamed away), the workers are started one after
+  another, each waited for until it polls (the arq health-check key, deleted before each start,
+  exists again), then the queue is renamed back: process start-up (imports) is timed separately
+  and not counted in the run.
 - ``PeakSampler`` / ``rss_sampler``, ``cpu_seconds``: peaks sampled in the background, and what a
   process used (from /proc).
 """
@@ -33,11 +35,13 @@ import redis.asyncio as aioredis
 
 from producer.client import Producer
 from producer.config import Config
+from sandbox.clock import parse_iso8601
 from sandbox.launch import WORKER_COMMAND, SandboxProcess, stop
-from sandbox.local_redis import LocalRedis
+from sandbox.local_redis import LocalRedis, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BARE_ARQ_COMMAND = (sys.executable, "-m", "arq", "ops.bench_arq.Settings")
+RECEIVER_PATH = "/replicate/webhook"
 PREDQ_COMMAND = WORKER_COMMAND
 PARKED_SUFFIX = ":bench-parked"
 READY_TIMEOUT_S = 30.0
@@ -57,6 +61,8 @@ PREDQ_ENV = {
     "PREDQ_SHUTDOWN_GRACE_S": "5",
     "REPLICATE_API_TOKEN": "bench",
 }
+#: The API token every bench process sends (the sandbox checks it only if started with one).
+API_TOKEN = PREDQ_ENV["REPLICATE_API_TOKEN"]
 
 _SYMBOLS = {">=": "≥", "<=": "≤", "<": "<"}
 
@@ -101,11 +107,14 @@ class Target:
 
     def gap(self, measured: float) -> str:
         """How far from the target: ``32% margin``, ``360 jobs/s short (-12%)``, or in points
-        for shares: ``14 points margin``, ``6 points short``."""
+        for shares: ``14 points margin``, ``6 points short``; against a target of zero, no share:
+        ``""`` when met, ``3 over`` when not."""
         diff = abs(measured - self.value)
         word = "margin" if self.met(measured) else ("short" if self.op == ">=" else "over")
         if self.unit.startswith("%"):
             return f"{fmt(diff)} points {word}"
+        if not self.value:
+            return "" if self.met(measured) else f"{fmt(diff)} {word}"
         share = diff / self.value * 100 if self.value else 0.0
         if self.met(measured):
             return f"{share:.0f}% margin"
@@ -113,9 +122,30 @@ class Target:
         return f"{fmt(diff)} {self.unit} {word} ({sign}{share:.0f}%)"
 
 
+def _verdict(target: Target, measured: float) -> str:
+    gap = target.gap(measured)
+    if target.met(measured):
+        return f"met ({gap})" if gap else "met"
+    return f"NOT MET: {gap}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One more measurement of a row, against a target of its own (shown on a line of its own
+    in the row's measured, target and met? cells, below the row's main measurement)."""
+
+    measured: float
+    unit: str
+    target: Target
+
+    def text(self) -> str:
+        return f"{fmt(self.measured)} {self.unit}"
+
+
 @dataclass
 class Result:
-    """One row of the table. ``shown`` replaces the default ``measured unit`` text."""
+    """One row of the table. ``shown`` replaces the default ``measured unit`` text; ``checks``
+    are further measurements with targets of their own; the row is met when all are."""
 
     name: str = ""
     measured: float | None = None
@@ -124,30 +154,32 @@ class Result:
     shown: str | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    checks: list[Check] = field(default_factory=list)
 
     def measured_text(self) -> str:
         if self.error is not None:
             return "-"
-        if self.shown is not None:
-            return self.shown
-        return f"{fmt(self.measured or 0.0)} {self.unit}".strip()
+        main = self.shown if self.shown is not None else f"{fmt(self.measured or 0.0)} {self.unit}"
+        return "\n".join([main.strip(), *(check.text() for check in self.checks)])
 
     def target_text(self) -> str:
-        return self.target.text() if self.target is not None else "none (reported)"
+        main = self.target.text() if self.target is not None else "none (reported)"
+        return "\n".join([main, *(check.target.text() for check in self.checks)])
 
     def verdict(self) -> str:
         if self.error is not None:
             return "FAILED (see notes)"
-        if self.target is None or self.measured is None:
-            return "-"
-        if self.target.met(self.measured):
-            return f"met ({self.target.gap(self.measured)})"
-        return f"NOT MET: {self.target.gap(self.measured)}"
+        main = "-" if self.target is None or self.measured is None else (
+            _verdict(self.target, self.measured)
+        )
+        return "\n".join([main, *(_verdict(c.target, c.measured) for c in self.checks)])
 
     @property
     def ok(self) -> bool:
-        return self.error is None and (
-            self.target is None or self.measured is None or self.target.met(self.measured)
+        return (
+            self.error is None
+            and (self.target is None or self.measured is None or self.target.met(self.measured))
+            and all(check.target.met(check.measured) for check in self.checks)
         )
 
 
@@ -174,6 +206,46 @@ class Sandbox:
     async def reset(self) -> None:
         async with httpx.AsyncClient(base_url=self.url, timeout=10) as http:
             (await http.post("/sandbox/reset")).raise_for_status()
+
+    async def created_times(self) -> list[float]:
+        """Every prediction's ``created_at`` (unix seconds), oldest first, read page by page from
+        ``GET /v1/predictions`` (100 per page; these count in ``requests``, not in ``polls``)."""
+        times: list[float] = []
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        async with httpx.AsyncClient(base_url=self.url, timeout=10, headers=headers) as http:
+            url: str | None = "/v1/predictions"
+            while url is not None:
+                response = await http.get(url)
+                response.raise_for_status()
+                page = response.json()
+                times.extend(parse_iso8601(p["created_at"]) for p in page["results"])
+                url = page["next"]
+        return sorted(times)
+
+
+@dataclass
+class Receiver:
+    """A running ``python -m worker.webhook_receiver``: its webhook URL and its process."""
+
+    process: Worker
+    port: int
+
+    @property
+    def webhook_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{RECEIVER_PATH}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def healthy(self) -> bool:
+        self.process.check_alive()
+        try:
+            async with httpx.AsyncClient(timeout=2) as http:
+                response = await http.get(f"http://127.0.0.1:{self.port}/health")
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
 
 
 class Bench:
@@ -221,7 +293,23 @@ class Bench:
 
     def bare_env(self, sandbox: Sandbox, **settings: str) -> dict[str, str]:
         return {**base_env(), **settings, "REDIS_URL": self.redis_url,
-                "REPLICATE_BASE_URL": sandbox.url, "REPLICATE_API_TOKEN": "bench"}  # fmt: skip
+                "REPLICATE_BASE_URL": sandbox.url, "REPLICATE_API_TOKEN": API_TOKEN}  # fmt: skip
+
+    @asynccontextmanager
+    async def webhook_receiver(self, name: str, sandbox: Sandbox) -> AsyncIterator[Receiver]:
+        """The webhook receiver on a free local port, healthy; it asks ``sandbox`` for the signing
+        secret at start-up (as it asks Replicate without ``PREDQ_WEBHOOK_SECRET``)."""
+        port = free_port()
+        command = (sys.executable, "-m", "worker.webhook_receiver", "--host", "127.0.0.1",
+                   "--port", str(port))  # fmt: skip
+        env = {**base_env(), "REDIS_URL": self.redis_url, "REPLICATE_BASE_URL": sandbox.url,
+               "REPLICATE_API_TOKEN": API_TOKEN, "PREDQ_LOG_LEVEL": PREDQ_ENV["PREDQ_LOG_LEVEL"],
+               "PREDQ_LOG_FORMAT": PREDQ_ENV["PREDQ_LOG_FORMAT"]}  # fmt: skip
+        with self.worker(name, command, env) as process:
+            receiver = Receiver(process, port)
+            await wait_for(receiver.healthy, timeout_s=READY_TIMEOUT_S, what=f"{name} start-up",
+                           interval_s=0.05)  # fmt: skip
+            yield receiver
 
     @contextmanager
     def worker(self, name: str, command: tuple[str, ...], env: dict[str, str]) -> Iterator[Worker]:
@@ -372,49 +460,67 @@ class RunStats:
 
 
 class WorkerRun:
-    """Start a worker on parked jobs, release them, time them to the end; always stop it.
+    """Start workers on parked jobs, release them, time them to the end; always stop them.
 
     async with WorkerRun(bench, "predq", PREDQ_COMMAND, env, queue, sandbox) as run:
         stats = await run.measure(progress, jobs, timeout_s)
+
+    ``workers`` > 1 starts that many identical processes (logs ``{name}-1.log``, ...), one after
+    another, each ready before the next starts; ``startup_s`` is then the time for all of them.
     """
 
     def __init__(self, bench: Bench, name: str, command: tuple[str, ...], env: dict[str, str],
-                 queue: str, sandbox: Sandbox) -> None:  # fmt: skip
+                 queue: str, sandbox: Sandbox, workers: int = 1) -> None:  # fmt: skip
         self.bench = bench
         self.name = name
         self.command = command
         self.env = env
         self.queue = queue
         self.sandbox = sandbox
+        self.count = workers
         self.startup_s = 0.0
         self._stack = ExitStack()
-        self.worker: Worker | None = None
+        self.workers: list[Worker] = []
+
+    @property
+    def worker(self) -> Worker | None:
+        """The first (or only) worker, once started."""
+        return self.workers[0] if self.workers else None
+
+    def _names(self) -> list[str]:
+        if self.count == 1:
+            return [self.name]
+        return [f"{self.name}-{n}" for n in range(1, self.count + 1)]
 
     async def __aenter__(self) -> Self:
         redis = self.bench.redis
         if await redis.exists(self.queue):
             await redis.rename(self.queue, self.queue + PARKED_SUFFIX)
         started = time.monotonic()
-        self.worker = self._stack.enter_context(
-            self.bench.worker(self.name, self.command, self.env)
-        )
         try:
-            await self._wait_ready()
+            for name in self._names():
+                # Every worker of the queue writes the same health-check key: gone until this
+                # one polls (the others rewrite theirs only every health_check_interval, 10 s).
+                await redis.delete(self._health_key)
+                worker = self._stack.enter_context(self.bench.worker(name, self.command, self.env))
+                self.workers.append(worker)
+                await self._wait_ready(worker, name)
         except BaseException:
             self._stack.close()
             raise
         self.startup_s = time.monotonic() - started
         return self
 
-    async def _wait_ready(self) -> None:
-        worker = self.worker
-        assert worker is not None
+    @property
+    def _health_key(self) -> str:
+        return f"{self.queue}:health-check"
 
+    async def _wait_ready(self, worker: Worker, name: str) -> None:
         async def ready() -> bool:
             worker.check_alive()
-            return bool(await self.bench.redis.exists(f"{self.queue}:health-check"))
+            return bool(await self.bench.redis.exists(self._health_key))
 
-        await wait_for(ready, timeout_s=READY_TIMEOUT_S, what=f"{self.name} start-up")
+        await wait_for(ready, timeout_s=READY_TIMEOUT_S, what=f"{name} start-up")
 
     async def __aexit__(
         self,
@@ -424,11 +530,22 @@ class WorkerRun:
     ) -> None:
         self._stack.close()
 
-    async def measure(self, progress: Progress, jobs: int, timeout_s: float) -> RunStats:
-        """Release the parked jobs and wait until ``jobs`` succeeded (raises on any failure)."""
-        assert self.worker is not None
-        pids = {"worker": self.worker.pid, "sandbox": self.sandbox.pid,
-                "redis": await self.bench.redis_pid()}  # fmt: skip
+    async def measure(
+        self,
+        progress: Progress,
+        jobs: int,
+        timeout_s: float,
+        others: dict[str, int] | None = None,
+    ) -> RunStats:
+        """Release the parked jobs and wait until ``jobs`` succeeded (raises on any failure).
+
+        CPU is counted for each worker (``worker``, or ``worker-1``, ... with several), the
+        sandbox, Redis and the processes in ``others`` (name: pid)."""
+        assert self.workers
+        names = ["worker"] if self.count == 1 else [f"worker-{n}" for n in range(1, self.count + 1)]
+        pids = {**{name: w.pid for name, w in zip(names, self.workers, strict=True)},
+                "sandbox": self.sandbox.pid, "redis": await self.bench.redis_pid(),
+                **(others or {})}  # fmt: skip
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.monotonic()
         if await self.bench.redis.exists(self.queue + PARKED_SUFFIX):
@@ -441,14 +558,16 @@ class WorkerRun:
         return RunStats(jobs, elapsed, self.startup_s, cpu)
 
     def _done_check(self, progress: Progress, jobs: int) -> Callable[[], Awaitable[bool]]:
-        worker = self.worker
-        assert worker is not None
+        workers = self.workers
+        assert workers
 
         async def done() -> bool:
             succeeded, failed = await progress()
             if failed:
-                raise RuntimeError(f"{self.name}: {failed} jobs failed; see {worker.log}")
-            worker.check_alive()
+                logs = ", ".join(str(w.log) for w in workers)
+                raise RuntimeError(f"{self.name}: {failed} jobs failed; see {logs}")
+            for worker in workers:
+                worker.check_alive()
             return succeeded >= jobs
 
         return done

@@ -20,52 +20,25 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
-import redis.exceptions
 
 from producer import clock, keys
 from producer.config import Config
-from producer.errors import RedisUnavailable
+from producer.encoding import arq_payload, as_text, pairs, parse_record, redis_errors
 from producer.models import ErrorInfo, JobRecord, JobRequest, JobState
 
 Status = Literal["ok", "missing", "illegal", "stale", "claimed", "busy"]
-_JSON_FIELDS = ("input", "output", "error", "errors")
 _LIVE = "queued running retrying"
 
 
 def _lua(name: str) -> str:
     return resources.files("producer").joinpath("lua", name).read_text()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def parse_record(fields: Mapping[Any, Any]) -> JobRecord:
-    """A JobRecord from a job hash as Redis returns it (bytes or str keys and values)."""
-    data: dict[str, Any] = {_text(k): _text(v) for k, v in fields.items()}
-    for name in _JSON_FIELDS:
-        if name in data:
-            data[name] = json.loads(data[name])
-    for internal in ("run", "resume", "run_started_at", "op"):
-        data.pop(internal, None)
-    return JobRecord.model_validate(data)
-
-
-def arq_payload(job_id: str, enqueue_ms: int) -> str:
-    """arq's job payload (JSON, as worker.main deserializes it): only the job id travels."""
-    return json.dumps({"t": None, "f": keys.JOB_FUNCTION, "a": [job_id], "k": {}, "et": enqueue_ms})
-
-
-def _pairs(items: list[Any]) -> dict[Any, Any]:
-    return dict(zip(items[::2], items[1::2], strict=True))
 
 
 @dataclass(frozen=True)
@@ -79,31 +52,6 @@ class Transition:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
-
-
-@contextmanager
-def redis_errors(config: Config) -> Iterator[None]:
-    """Translate redis-py's failures into RedisUnavailable, with one line that names neither the
-    password nor the command's arguments (they hold users' inputs)."""
-    try:
-        yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
-        raise RedisUnavailable(
-            f"Redis at {config.redis_url_redacted} is unavailable: {type(exc).__name__}"
-        ) from None
-    except redis.exceptions.RedisError as exc:
-        raise RedisUnavailable(
-            f"Redis at {config.redis_url_redacted} refused the command: {_server_reason(exc)}"
-        ) from None
-
-
-def _server_reason(exc: Exception) -> str:
-    """The server's own words (e.g. "OOM command not allowed ..."), without the command that
-    redis-py quotes in pipeline errors."""
-    first = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
-    text = first.rsplit("caused error: ", 1)[-1].split(" script: ", 1)[0]
-    lines = text.strip().splitlines() or [type(exc).__name__]
-    return lines[0][:200]
 
 
 class JobStore:
@@ -143,8 +91,8 @@ class JobStore:
                 replies = await pipe.execute()
         results = []
         for (_, _, fields), request, reply in zip(calls, requests, replies, strict=True):
-            if _text(reply[0]) == "existing":
-                results.append((parse_record(_pairs(reply[1:])), False))
+            if as_text(reply[0]) == "existing":
+                results.append((parse_record(pairs(reply[1:])), False))
             else:
                 data = {**fields, "input": json.loads(request.input_json), "errors": []}
                 results.append((JobRecord.model_validate(data), True))
@@ -235,8 +183,8 @@ class JobStore:
         ]
         with redis_errors(self._config):
             reply = await self._requeue(keys=script_keys, args=args)
-        status: Status = _text(reply[0])  # type: ignore[assignment]
-        previous = JobState(_text(reply[1])) if reply[1] else None
+        status: Status = as_text(reply[0])  # type: ignore[assignment]
+        previous = JobState(as_text(reply[1])) if reply[1] else None
         return Transition(status, previous)
 
     async def get_many(self, job_ids: list[str]) -> list[JobRecord | None]:
@@ -252,7 +200,7 @@ class JobStore:
         """The job's model reference (None for an unknown job), without reading the whole record."""
         with redis_errors(self._config):
             model = await self._redis.hget(keys.job(job_id), "model")  # type: ignore[misc]
-        return _text(model) if model is not None else None
+        return as_text(model) if model is not None else None
 
     async def defer(self, job_id: str, delay_s: float) -> None:
         """Make the job's existing queue entry due again in ``delay_s`` (its record is unchanged)."""
@@ -264,7 +212,7 @@ class JobStore:
         """Ids of jobs in ``state``, most recently changed first."""
         with redis_errors(self._config):
             ids = await self._redis.zrevrange(keys.state_index(state), 0, limit - 1)
-        return [_text(i) for i in ids]
+        return [as_text(i) for i in ids]
 
     async def count(self, state: JobState) -> int:
         with redis_errors(self._config):
@@ -299,7 +247,7 @@ class JobStore:
                     clock.now().isoformat(),
                 ],
             )
-        status: Status = _text(reply)  # type: ignore[assignment]
+        status: Status = as_text(reply)  # type: ignore[assignment]
         return status
 
     async def hand_over(
@@ -421,7 +369,7 @@ class JobStore:
                 ],
                 args=args,
             )
-        status: Status = _text(reply[0])  # type: ignore[assignment]
-        previous = JobState(_text(reply[1])) if reply[1] else None
-        record = parse_record(_pairs(reply[2:])) if len(reply) > 2 else None
+        status: Status = as_text(reply[0])  # type: ignore[assignment]
+        previous = JobState(as_text(reply[1])) if reply[1] else None
+        record = parse_record(pairs(reply[2:])) if len(reply) > 2 else None
         return Transition(status, previous, record)

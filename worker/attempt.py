@@ -24,7 +24,8 @@ from producer import clock
 from producer.models import ErrorInfo, ErrorKind, JobRecord
 from producer.store import Transition
 from worker.lost_create import adopt_lost_create
-from worker.replicate_client import Outcome, PredictionWatch
+from worker.observe import PredictionWatch
+from worker.replicate_client import Outcome
 from worker.retry import Verdict, classify, retry_delay_s
 
 if TYPE_CHECKING:

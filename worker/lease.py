@@ -35,6 +35,7 @@ import redis.exceptions
 import structlog
 
 from producer import clock, keys
+from producer.encoding import as_text
 from producer.models import JobState
 
 log = structlog.get_logger(__name__)
@@ -62,10 +63,6 @@ return moved
 
 def _nothing() -> None:
     pass
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class Leases:
@@ -131,13 +128,13 @@ class Leases:
         )
         if fronted:
             log.info("lease.recovered_jobs_first", jobs=len(fronted))
-        return [_text(i) for i in fronted] + await self._release_stuck(now_ms, limit)
+        return [as_text(i) for i in fronted] + await self._release_stuck(now_ms, limit)
 
     async def _release_stuck(self, now_ms: int, limit: int) -> list[str]:
         due = await self._redis.zrangebyscore(self._queue_name, "-inf", now_ms, start=0, num=limit)
         if not due:
             return []
-        ids = [_text(d) for d in due]
+        ids = [as_text(d) for d in due]
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.pttl(keys.arq_in_progress(job_id))
