@@ -1,6 +1,6 @@
 """predq's benchmark: one table of measurements, each against its target.
 
-    .venv/bin/python -m ops.bench                         (make bench; about 2-3 minutes)
+    .venv/bin/python -m ops.bench                         (make bench; about 4 minutes)
     .venv/bin/python -m ops.bench --only overhead,io --keep-logs
 
 Everything runs here: a private redis-server without persistence (never a shared one), the local
@@ -16,6 +16,11 @@ Redis is flushed before every row. Rows (``ROWS``):
 4. io: 2,000 one-second predictions on 500 slots; wall time against the ideal 2,000/500 x 1 s.
 5. memory: the worker's peak RSS with 1,000 predictions in flight at once.
 6. redis-commands: Redis commands per job (``INFO commandstats``), enqueue to success.
+7. rate-limit: three workers sharing predq's create budget (600/min, no burst) against a sandbox
+   enforcing Replicate's 600 creates per sliding minute; the most creates the sandbox saw in any
+   60 s, and its 429s (about 70 s).
+8. webhooks: 1,000 predictions in flight at once in one worker, completed by webhook through the
+   webhook receiver; polls the sandbox received (none expected), peak in flight, worker RSS.
 
 Worker runs are timed from the moment their pre-enqueued jobs are released to a worker that is
 already polling (see ``ops/bench_support.py``), to the last job's success; the worker's start-up
@@ -26,6 +31,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import itertools
 import os
 import shlex
 import shutil
@@ -49,6 +56,7 @@ from ops.bench_support import (
     BARE_ARQ_COMMAND,
     PREDQ_COMMAND,
     Bench,
+    Check,
     PeakSampler,
     Progress,
     Result,
@@ -100,12 +108,21 @@ async def predq_worker(
     bench: Bench, sandbox: Sandbox, name: str, jobs: int, **settings: str
 ) -> AsyncIterator[tuple[WorkerRun, Producer]]:
     """``jobs`` echo jobs enqueued and parked, and a predq worker polling, ready to release."""
+    async with predq_workers(bench, sandbox, name, jobs, 1, settings) as started:
+        yield started
+
+
+@asynccontextmanager
+async def predq_workers(
+    bench: Bench, sandbox: Sandbox, name: str, jobs: int, workers: int, settings: dict[str, str]
+) -> AsyncIterator[tuple[WorkerRun, Producer]]:
+    """``jobs`` echo jobs enqueued and parked, and ``workers`` predq workers polling."""
     await bench.flush()
     await sandbox.reset()
     async with bench.producer() as producer:
         await enqueue_in_batches(producer, echo_jobs(jobs))
         env = bench.predq_env(sandbox, **settings)
-        async with WorkerRun(bench, name, PREDQ_COMMAND, env, QUEUE, sandbox) as run:
+        async with WorkerRun(bench, name, PREDQ_COMMAND, env, QUEUE, sandbox, workers) as run:
             yield run, producer
 
 
@@ -398,6 +415,143 @@ def _calls(stats: dict[str, Any], own: dict[str, int]) -> dict[str, int]:
     return calls
 
 
+RATE_JOBS = 700
+RATE_WORKERS = 3
+RATE_CREATES_PER_MIN = 600
+RATE_CREATE_BURST = 0
+RATE_LATENCY_S = 0.2
+
+
+async def row_rate_limit(bench: Bench) -> Result:
+    """Three workers, one create budget: Replicate's 600 creates per minute, enforced by the
+    sandbox over a sliding 60 s window (429 beyond it), and predq's shared limiter set to it."""
+    settings = {"PREDQ_CREATES_PER_MIN": str(RATE_CREATES_PER_MIN),
+                "PREDQ_CREATE_BURST": str(RATE_CREATE_BURST),
+                "PREDQ_REQUESTS_PER_MIN": "0"}  # fmt: skip
+    limit = RATE_CREATES_PER_MIN + RATE_CREATE_BURST
+    sandbox_args = ("--latency", f"{RATE_LATENCY_S:g}", "--create-limit", str(RATE_CREATES_PER_MIN))
+    with bench.sandbox("ratelimit-sandbox", *sandbox_args) as sandbox:
+        started = predq_workers(
+            bench, sandbox, "ratelimit-predq", RATE_JOBS, RATE_WORKERS, settings
+        )
+        async with started as (workers, producer):
+            run = await workers.measure(predq_progress(producer), RATE_JOBS, 120.0)
+            retried = await _retried(producer, RATE_JOBS)
+            pauses = sum(w.log.read_text().count('"ratelimit.paused"') for w in workers.workers)
+        stats = await sandbox.stats()
+        created_at = await sandbox.created_times()
+    span_s = created_at[-1] - created_at[0]
+    per_min = (len(created_at) - 1) / span_s * 60 if span_s > 0 else 0.0
+    gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(created_at)]
+    ideal_s = (RATE_JOBS - 1) * 60 / RATE_CREATES_PER_MIN + RATE_LATENCY_S
+    workers_cpu = ", ".join(
+        f"{name} {cpu:.1f} s" for name, cpu in run.cpu_s.items() if name.startswith("worker")
+    )
+    return Result(
+        measured=float(stats["max_creates_per_60s"]),
+        unit="creates/60 s",
+        target=Target("<=", limit, "creates/60 s"),
+        checks=[Check(float(stats["throttled"]), "throttled", Target("<=", 0, "throttled"))],
+        notes=[
+            f"{RATE_JOBS:,} {MODEL} jobs enqueued at once (enqueue_many), {RATE_WORKERS} workers "
+            f"(PREDQ_CONCURRENCY 50 each) with PREDQ_CREATES_PER_MIN {RATE_CREATES_PER_MIN}, "
+            f"PREDQ_CREATE_BURST {RATE_CREATE_BURST}, PREDQ_REQUESTS_PER_MIN 0, "
+            f"PREDQ_CREATE_WAIT_S 5 (default); sandbox --create-limit {RATE_CREATES_PER_MIN} "
+            f"--latency {RATE_LATENCY_S:g}",
+            f"{stats['created']:,} creates (the sandbox's max_creates_per_60s is the most in any "
+            f"sliding 60 s; throttled counts its 429s) over {span_s:.1f} s, first to last: "
+            f"{per_min:,.1f} creates/min achieved; gaps between creates min {min(gaps_ms):.1f} ms, "
+            f"max {max(gaps_ms):.1f} ms (the budget's interval: "
+            f"{60_000 / RATE_CREATES_PER_MIN:g} ms)",
+            f"all {RATE_JOBS:,} succeeded in {run.elapsed_s:.1f} s wall (ideal at the limit "
+            f"{ideal_s:.1f} s), timed from release (start-up of the {RATE_WORKERS} workers, one "
+            f"after another, {run.startup_s:.2f} s, excluded); {stats['polls']:,} polls; "
+            f"CPU: {workers_cpu}",
+            f"after a 429: {pauses} ratelimit.paused warnings in the worker logs (the budget held "
+            f"for every worker for Retry-After), {retried} jobs needed a second attempt",
+        ],
+    )
+
+
+async def _retried(producer: Producer, jobs: int) -> int:
+    """How many of the succeeded jobs took more than one attempt."""
+    ids = await producer.store.list_ids(JobState.SUCCEEDED, limit=jobs)
+    records = await producer.store.get_many(ids)
+    return sum(1 for record in records if record is not None and record.attempts > 1)
+
+
+WEBHOOK_JOBS = 1_000
+WEBHOOK_LATENCY_S = 10.0
+WEBHOOK_FALLBACK_POLL_S = "120"
+
+
+async def row_webhooks(bench: Bench) -> Result:
+    """1,000 predictions in flight in one worker, each finished by its completion webhook."""
+    args = ("--latency", f"{WEBHOOK_LATENCY_S:g}")
+    with bench.sandbox("webhooks-sandbox", *args) as sandbox:
+        async with bench.webhook_receiver("webhooks-receiver", sandbox) as receiver:
+            settings = {"PREDQ_CONCURRENCY": str(WEBHOOK_JOBS),
+                        "PREDQ_WEBHOOK_URL": receiver.webhook_url,
+                        "PREDQ_WEBHOOK_FALLBACK_POLL_S": WEBHOOK_FALLBACK_POLL_S,
+                        "PREDQ_CREATES_PER_MIN": "0", "PREDQ_REQUESTS_PER_MIN": "0",
+                        "PREDQ_CREATE_WAIT_S": "0"}  # fmt: skip
+            workers = predq_worker(bench, sandbox, "webhooks-predq", WEBHOOK_JOBS, **settings)
+            async with workers as (run, producer):
+                assert run.worker is not None
+                idle_mb = rss_mb(run.worker.pid)
+                async with (
+                    rss_sampler(run.worker.pid) as rss,
+                    PeakSampler(_in_flight(sandbox), 0.25) as in_flight,
+                    PeakSampler(_running(producer), 0.25) as running,
+                ):
+                    others = {"receiver": receiver.pid}
+                    stats = await run.measure(predq_progress(producer), WEBHOOK_JOBS, 90.0, others)
+                succeeded = await producer.store.count(JobState.SUCCEEDED)
+                counts = await _webhook_counts(sandbox, WEBHOOK_JOBS)
+        created_at = await sandbox.created_times()
+    creates_s = created_at[-1] - created_at[0]
+    return Result(
+        measured=float(counts["polls"]),
+        unit="polls",
+        target=Target("<=", 0, "polls"),
+        checks=[
+            Check(in_flight.peak, "in flight", Target(">=", WEBHOOK_JOBS, "in flight")),
+            Check(succeeded, "succeeded", Target(">=", WEBHOOK_JOBS, "succeeded")),
+        ],
+        notes=[
+            f"{WEBHOOK_JOBS:,} {MODEL} jobs, sandbox --latency {WEBHOOK_LATENCY_S:g}, the webhook "
+            f"receiver (python -m worker.webhook_receiver, secret fetched from the sandbox), one "
+            f"worker with PREDQ_CONCURRENCY {WEBHOOK_JOBS}, PREDQ_WEBHOOK_URL set, "
+            f"PREDQ_WEBHOOK_FALLBACK_POLL_S {WEBHOOK_FALLBACK_POLL_S}, rate limits off, "
+            f"PREDQ_CREATE_WAIT_S 0",
+            f"polls: the sandbox's GETs of predictions during the run; in flight: the peak of "
+            f"sandbox in_flight ({in_flight.samples} samples every 0.25 s); "
+            f"{running.peak:,.0f} running records at the peak",
+            f"{succeeded:,} succeeded in {stats.elapsed_s:.1f} s from release (start-up "
+            f"{stats.startup_s:.2f} s excluded); {counts['created']:,} creates over "
+            f"{creates_s:.2f} s; {counts['requests']:,} sandbox requests in all; webhooks sent "
+            f"{counts['webhooks_sent']:,}, failed {counts['webhooks_failed']:,}",
+            f"worker RSS idle {idle_mb:.1f} MB, peak {rss.peak:.1f} MB ({rss.samples} samples "
+            f"every 50 ms); CPU busy: {_busy(stats)}",
+        ],
+    )
+
+
+async def _webhook_counts(sandbox: Sandbox, jobs: int) -> dict[str, Any]:
+    """The sandbox's stats once it has counted every webhook (a delivery counts when the
+    receiver's answer arrives, which may be a moment after the worker saw the job succeed)."""
+    stats: dict[str, Any] = {}
+
+    async def all_counted() -> bool:
+        nonlocal stats
+        stats = await sandbox.stats()
+        return int(stats["webhooks_sent"]) + int(stats["webhooks_failed"]) >= jobs
+
+    with contextlib.suppress(TimeoutError):  # then reported as counted so far
+        await wait_for(all_counted, timeout_s=5, what="webhook deliveries", interval_s=0.1)
+    return stats
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 
@@ -408,9 +562,9 @@ class Row:
     run: Callable[[Bench], Awaitable[Result]]
 
 
-#: The table, in order. To add a row (e.g. the rate limiter, webhooks): write
-#: ``async def row_x(bench: Bench) -> Result`` (start what it needs with ``bench.sandbox`` /
-#: ``bench.worker`` / ``WorkerRun`` so it is always stopped) and append ``Row("x", "title", row_x)``.
+#: The table, in order. To add a row: write ``async def row_x(bench: Bench) -> Result`` (start
+#: what it needs with ``bench.sandbox`` / ``bench.worker`` / ``bench.webhook_receiver`` /
+#: ``WorkerRun`` so it is always stopped) and append ``Row("x", "title", row_x)``.
 ROWS: list[Row] = [
     Row("enqueue", "Enqueue, single calls", row_enqueue_single),
     Row("enqueue-many", "Enqueue, enqueue_many", row_enqueue_many),
@@ -418,7 +572,8 @@ ROWS: list[Row] = [
     Row("io", "I/O-bound efficiency", row_io),
     Row("memory", "Worker memory, 1,000 in flight", row_memory),
     Row("redis-commands", "Redis commands per job", row_redis_commands),
-    # -- rows added later go here (rate limiter, webhooks) --
+    Row("rate-limit", "Shared rate limit, 3 workers", row_rate_limit),
+    Row("webhooks", "Webhooks instead of polling, 1,000 in flight", row_webhooks),
 ]
 
 

@@ -169,9 +169,9 @@ class Result:
     def verdict(self) -> str:
         if self.error is not None:
             return "FAILED (see notes)"
-        main = "-" if self.target is None or self.measured is None else (
-            _verdict(self.target, self.measured)
-        )
+        main = "-"
+        if self.target is not None and self.measured is not None:
+            main = _verdict(self.target, self.measured)
         return "\n".join([main, *(_verdict(c.target, c.measured) for c in self.checks)])
 
     @property

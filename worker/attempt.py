@@ -279,6 +279,7 @@ class Attempt:
     ) -> None:
         """Log how a write went. A write refused because another worker took the job over
         (``stale``) hands the arq run back, so arq does not end a job it no longer runs here."""
+        self.log = self.log.bind(prediction_id=self.watch.prediction_id)
         if transition.ok:
             level = "error" if event == "job.failed" else "info"
             getattr(self.log, level)(event, **fields)

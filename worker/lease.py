@@ -91,10 +91,15 @@ class Leases:
         """Start renewing ``job_id``'s lease, shortening arq's long claim right away; returns the
         hold's token for ``drop``."""
         self._next_hold += 1
+        token = self._next_hold  # before the await: other holds move the counter meanwhile
         self._held[job_id] = _nothing
-        self._holds[job_id] = self._next_hold
-        await self._extend([job_id])
-        return self._next_hold
+        self._holds[job_id] = token
+        try:
+            await self._extend([job_id])
+        except BaseException:
+            self.drop(job_id, token)
+            raise
+        return token
 
     def on_cancel(self, job_id: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` (once) when a renewal finds the held job canceled."""

@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 _CREATE_PATH = re.compile(r"/v1/(?:predictions|(?:models|deployments)/[^/]+/[^/]+/predictions)$")
 _PREDICTION_PATH = re.compile(r"/v1/predictions/[^/]+(?:/cancel)?$")
+FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
 OnCreated = Callable[[str], Awaitable[None]]
 
@@ -137,6 +138,10 @@ class ObservingTransport(httpx.AsyncBaseTransport):
         watch.status = data.get("status")
         if is_create and watch.prediction_id is None:
             watch.prediction_id = data["id"]
+            if watch.status in FINAL_STATUSES:
+                # A held create that came back finished: nothing will wait on this prediction,
+                # and the attempt stores its id with the outcome (one Redis call saved per job).
+                return
             try:
                 await watch.on_created(data["id"])
             except Exception:

@@ -22,7 +22,7 @@ from replicate.prediction import _json_to_prediction
 
 from producer.models import MODEL_REF
 from worker.config import WorkerConfig
-from worker.observe import ObservingTransport, PredictionWatch, watching
+from worker.observe import FINAL_STATUSES, ObservingTransport, PredictionWatch, watching
 from worker.ratelimit import RateLimiter
 from worker.retry import backoff_s, classify
 from worker.webhook_wait import WebhookWaiters
@@ -34,7 +34,6 @@ _PAGE_TRIES = 5
 #: I/O row measured 25 against 10 and 100).
 _POOL_SIZE = 25
 _POLL_BACKOFF_MAX_S = 30.0
-_FINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
 
 @dataclass(frozen=True)
@@ -162,7 +161,7 @@ class Predictions:
             output = await client.async_run(
                 model, input=input, wait=create_wait_s or False, use_file_output=False
             )
-            if watch.status not in _FINAL and watch.prediction_id is not None:
+            if watch.status not in FINAL_STATUSES and watch.prediction_id is not None:
                 # With Prefer: wait, async_run takes any status but "starting" as final and
                 # returns partial output (replicate-python#385): poll it to its end instead.
                 return await self._resume(client, watch.prediction_id)
@@ -187,7 +186,7 @@ class Predictions:
         prediction_id = watch.prediction_id
         if prediction_id is None:
             raise RuntimeError("the create response carried no prediction id")
-        while watch.status not in _FINAL:
+        while watch.status not in FINAL_STATUSES:
             delivered = await waiters.wait(prediction_id, self._fallback_poll_s)
             if delivered is not None:
                 return self._outcome(delivered)

@@ -63,3 +63,13 @@ async def test_holding_shortens_the_claim_and_moves_the_job_out_of_the_due_windo
     assert "job" in pool._held
     pool.drop("job", newer)
     assert "job" not in pool._held
+
+
+async def test_concurrent_holds_get_their_own_tokens(fake_redis: fakeredis.FakeAsyncRedis) -> None:
+    import asyncio
+
+    pool = leases(fake_redis)
+    tokens = await asyncio.gather(*(pool.hold(f"job-{n}") for n in range(20)))
+    for n, token in enumerate(tokens):
+        pool.drop(f"job-{n}", token)
+    assert pool._held == {}
