@@ -19,7 +19,8 @@ def compose() -> dict[str, Any]:
 
 def test_compose_services_and_commands() -> None:
     services = compose()["services"]
-    assert set(services) == {"redis", "sandbox", "worker"}
+    assert set(services) == {"redis", "sandbox", "worker", "webhooks"}
+    assert services["webhooks"]["command"][:3] == ["python", "-m", "worker.webhook_receiver"]
     assert services["worker"]["command"] == ["arq", "worker.main.Settings"]
     assert services["sandbox"]["command"][:2] == ["predq", "sandbox"]
     assert services["worker"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
@@ -29,7 +30,7 @@ def test_compose_services_and_commands() -> None:
 
 def test_compose_paths_exist() -> None:
     services = compose()["services"]
-    for name in ("sandbox", "worker"):
+    for name in ("sandbox", "worker", "webhooks"):
         build = services[name]["build"]
         assert (ROOT / build["context"] / build["dockerfile"]).is_file()
     for volume in services["redis"]["volumes"]:
