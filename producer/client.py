@@ -215,12 +215,9 @@ class Producer:
         prediction on Replicate. Raises JobNotFound for an unknown id.
         """
         transition = await self._bounded(self.store.cancel(job_id))
-        if transition.status == "missing":
+        if transition.record is None:
             raise JobNotFound(job_id)
-        record = await self._bounded(self.store.get(job_id))
-        if record is None:
-            raise JobNotFound(job_id)
-        return record
+        return transition.record
 
     async def retry(self, job_id: str) -> JobRecord:
         """Re-drive a failed job: the same id, queued again with a fresh budget of attempts, its

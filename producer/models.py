@@ -100,6 +100,14 @@ def check_model_ref(model: object) -> str:
     return model
 
 
+def split_model_ref(model: str) -> tuple[str, str | None] | None:
+    """``("owner/name", version or None)`` for a model reference; None if it is not one."""
+    match = MODEL_REF.match(model)
+    if match is None:
+        return None
+    return f"{match['owner']}/{match['name']}", match["version"]
+
+
 class JobRequest(BaseModel):
     """A validated enqueue request. Build it with ``JobRequest.build``, which checks everything."""
 

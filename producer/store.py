@@ -152,11 +152,18 @@ class JobStore:
         """Move a live job to ``canceled``. A final job is left as it is (status ``illegal``).
 
         Producers cancel without a run token; a worker that saw the prediction canceled on
-        Replicate passes its token and what it saw as ``error``.
+        Replicate passes its token and what it saw as ``error``. The transition carries the
+        record as it is afterwards (whichever way it went).
         """
         now = clock.now().isoformat()
         return await self._move(
-            job_id, _LIVE, JobState.CANCELED, run=run, error=error, fields={"finished_at": now}
+            job_id,
+            _LIVE,
+            JobState.CANCELED,
+            run=run,
+            error=error,
+            want_record=True,
+            fields={"finished_at": now},
         )
 
     async def requeue(self, job_id: str) -> Transition:

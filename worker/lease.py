@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -65,6 +66,12 @@ def _nothing() -> None:
     pass
 
 
+@dataclass
+class _Hold:
+    token: int
+    on_cancel: Callable[[], None] = _nothing
+
+
 class Leases:
     """The leases of the jobs this worker process is running."""
 
@@ -76,10 +83,9 @@ class Leases:
         self._queue_name = queue_name
         self._lease_ms = int(lease_s * 1000)
         self._arq_claim_ms = int(arq_claim_s * 1000)
-        self._held: dict[str, Callable[[], None]] = {}
-        #: Which hold is current per job: a process may claim its own job again (after its lease
-        #: ran out), and the older run's drop must not end the newer run's lease.
-        self._holds: dict[str, int] = {}
+        #: The current hold per job. A process may claim its own job again (after its lease ran
+        #: out): the token keeps the older run's drop from ending the newer run's lease.
+        self._held: dict[str, _Hold] = {}
         self._next_hold = 0
         self._front_recovered = redis.register_script(_FRONT_RECOVERED)
 
@@ -92,8 +98,7 @@ class Leases:
         hold's token for ``drop``."""
         self._next_hold += 1
         token = self._next_hold  # before the await: other holds move the counter meanwhile
-        self._held[job_id] = _nothing
-        self._holds[job_id] = token
+        self._held[job_id] = _Hold(token)
         try:
             await self._extend([job_id])
         except BaseException:
@@ -103,14 +108,15 @@ class Leases:
 
     def on_cancel(self, job_id: str, callback: Callable[[], None]) -> None:
         """Call ``callback`` (once) when a renewal finds the held job canceled."""
-        if job_id in self._held:
-            self._held[job_id] = callback
+        hold = self._held.get(job_id)
+        if hold is not None:
+            hold.on_cancel = callback
 
     def drop(self, job_id: str, hold: int) -> None:
         """Stop renewing ``job_id``'s lease, if ``hold`` is still its current hold."""
-        if self._holds.get(job_id) == hold:
-            del self._holds[job_id]
-            self._held.pop(job_id, None)
+        current = self._held.get(job_id)
+        if current is not None and current.token == hold:
+            del self._held[job_id]
 
     async def keep_renewing(self) -> None:
         """Renew every held lease each ``renew_every_s``, until cancelled; Redis errors are logged."""
@@ -165,6 +171,6 @@ class Leases:
             replies = await pipe.execute()
         for job_id, state in zip(job_ids, replies[2::3], strict=True):
             if state in (_CANCELED, JobState.CANCELED.value):
-                on_cancel = self._held.pop(job_id, None)
-                if on_cancel is not None:
-                    on_cancel()
+                canceled = self._held.pop(job_id, None)
+                if canceled is not None:
+                    canceled.on_cancel()

@@ -19,7 +19,7 @@ import redis.exceptions
 import structlog
 
 from producer import clock
-from producer.models import MODEL_REF
+from producer.models import split_model_ref
 
 log = structlog.get_logger(__name__)
 KEY_PREFIX = "predq:model-slots:"
@@ -39,8 +39,8 @@ return 0
 
 def model_name(model_ref: str) -> str:
     """``owner/name`` of a model reference (caps apply to every version of a model)."""
-    match = MODEL_REF.match(model_ref)
-    return f"{match['owner']}/{match['name']}" if match else model_ref
+    parts = split_model_ref(model_ref)
+    return parts[0] if parts else model_ref
 
 
 class ModelSlots:

@@ -20,7 +20,7 @@ from replicate.client import Client as ReplicateClient
 from replicate.exceptions import ModelError
 from replicate.prediction import _json_to_prediction
 
-from producer.models import MODEL_REF
+from producer.models import split_model_ref
 from worker.config import WorkerConfig
 from worker.observe import FINAL_STATUSES, ObservingTransport, PredictionWatch, watching
 from worker.ratelimit import RateLimiter
@@ -198,20 +198,19 @@ class Predictions:
         return self._outcome(watch.last)
 
     async def _create_with_webhook(self, model: str, input: dict[str, Any]) -> None:
-        match = MODEL_REF.match(model)
-        if match is None:
+        parts = split_model_ref(model)
+        if parts is None:
             raise ValueError(f"not a model reference: {model!r}")
+        name, version = parts
         params: dict[str, Any] = {
             "webhook": self._webhook_url,
             "webhook_events_filter": ["completed"],
         }
-        if match["version"]:
-            await self._client.predictions.async_create(
-                version=match["version"], input=input, **params
-            )
+        if version:
+            await self._client.predictions.async_create(version=version, input=input, **params)
         else:
             await self._client.models.predictions.async_create(
-                model=f"{match['owner']}/{match['name']}", input=input, wait=False, **params
+                model=name, input=input, wait=False, **params
             )
 
     def _outcome(self, prediction: dict[str, Any]) -> Outcome:
@@ -248,10 +247,10 @@ class Predictions:
         Reads the raw list (the 1.0.7 client cannot parse an ``aborted`` prediction), page by
         page (each a request against the account's rate limit), and stops after ``limit``.
         """
-        match = MODEL_REF.match(model)
-        if match is None:
+        parts = split_model_ref(model)
+        if parts is None:
             return []
-        name = f"{match['owner']}/{match['name']}"
+        name, version = parts
         query = httpx.QueryParams(
             {"created_after": created_after, "created_before": created_before}
         )
@@ -262,7 +261,7 @@ class Predictions:
             page = await self._list_page(cursor)
             for item in page.get("results", []):
                 seen += 1
-                same_version = match["version"] is None or item.get("version") == match["version"]
+                same_version = version is None or item.get("version") == version
                 if item.get("model") == name and same_version and item.get("input") == input:
                     found.append(item["id"])
             cursor = page.get("next")

@@ -16,7 +16,9 @@ Every exception an attempt can end with is mapped to an ErrorKind here and nowhe
 | anything else                                 | internal   | no      |                         |
 
 When a create fails without an answer (timeout, connection error, 5xx) the prediction may exist
-anyway: the verdict says ``ambiguous_create`` and the next attempt looks for it before creating.
+anyway: the verdict says ``ambiguous_create`` and the next attempt looks for it before creating
+(worker/lost_create.py). A retryable error on a prediction that already exists does not end the
+attempt at all: worker/replicate_client.py polls again until the attempt's deadline.
 """
 
 from __future__ import annotations
