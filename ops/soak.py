@@ -25,14 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from devkit.control import SandboxControl
+from devkit.launch import SandboxProcess, clean_env, start_worker, stop
+from devkit.local_redis import LocalRedis
 from producer import RedisUnavailable
 from producer.client import Producer
 from producer.config import Config
 from producer.models import JobRecord, JobState
-from sandbox.launch import SandboxProcess, start_worker, stop
-from sandbox.local_redis import LocalRedis
 
 REDIS_CONF = Path(__file__).resolve().parent / "redis.conf"
 WORKER_ENV = {
@@ -47,7 +46,7 @@ WORKER_ENV = {
     "PREDQ_QUEUE_POLL_S": "0.05",
     "PREDQ_SHUTDOWN_GRACE_S": "5",
     "PREDQ_LOG_FORMAT": "json",
-    "REPLICATE_API_TOKEN": "soak",
+    "REPLICATE_API_TOKEN": "r8_predq-soak-token-0000000000",
     # The sandbox here enforces no account limits; predq's limiter has its own test and bench row.
     "PREDQ_CREATES_PER_MIN": "0",
     "PREDQ_REQUESTS_PER_MIN": "0",
@@ -128,7 +127,7 @@ class Soak:
                  "--fault-on", "create,get,cancel,list", "--seed", str(self.seed)],
                 self.workdir / "sandbox.log",
             )  # fmt: skip
-            env = {**_base_env(), **WORKER_ENV, "REDIS_URL": redis_server.url,
+            env = {**clean_env(), **WORKER_ENV, "REDIS_URL": redis_server.url,
                    "REPLICATE_BASE_URL": sandbox.url}  # fmt: skip
             workers = [self._start_worker(env, n) for n in range(self.worker_count)]
             config = Config(redis_url=redis_server.url, redis_timeout_s=2)
@@ -137,8 +136,9 @@ class Soak:
                     ids = await self._enqueue_all(producer)
                     await self._chaos(producer, redis_server, workers, env, ids)
                     records = await self._wait_all(producer, ids, self.timeout_s)
-                async with httpx.AsyncClient(base_url=sandbox.url) as http:
-                    stats = (await http.get("/sandbox/stats")).json()
+                control = SandboxControl(sandbox.url)
+                stats = control.stats()
+                control.close()
             finally:
                 stop(workers)
                 sandbox.stop()
@@ -188,7 +188,8 @@ class Soak:
     async def _finished(self, producer: Producer, ids: list[str]) -> int:
         while True:
             try:
-                return sum([await producer.store.count(s) for s in JobState if s.is_final])
+                counts = await producer.counts()
+                return sum(n for state, n in counts.items() if state.is_final)
             except RedisUnavailable:
                 await asyncio.sleep(0.2)
 
@@ -256,7 +257,7 @@ class Soak:
         records: dict[str, JobRecord | None] = {}
         for start in range(0, len(ids), 1000):
             chunk = ids[start : start + 1000]
-            records.update(zip(chunk, await producer.store.get_many(chunk), strict=True))
+            records.update(zip(chunk, await producer.get_many(chunk), strict=True))
         return records
 
 
@@ -286,12 +287,6 @@ def _in_flight(log: Path, *, before: datetime) -> set[str]:
         elif event.get("event") in _ENDS:
             running.discard(event["job_id"])
     return running
-
-
-def _base_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if not k.startswith(("PREDQ_", "REPLICATE_"))}
 
 
 def run_soak(

@@ -3,7 +3,7 @@
 It never imports arq, replicate or the worker package.
 """
 
-from producer.client import Producer, SyncProducer
+from producer.client import Producer
 from producer.config import Config
 from producer.errors import (
     InvalidRequest,
@@ -14,6 +14,7 @@ from producer.errors import (
     WaitTimeout,
 )
 from producer.models import ErrorInfo, JobRecord, JobState
+from producer.sync import SyncProducer
 
 __all__ = [
     "Config",

@@ -102,13 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all-failed", action="store_true", help="retry every failed job")
     retry.add_argument("--json", action="store_true", help="print the record(s) as JSON")
 
-    sandbox = commands.add_parser("sandbox", help="run the local Replicate-compatible API server")
-    try:
-        from sandbox.cli import add_arguments
-    except ImportError:  # installed without the [sandbox] extra
-        sandbox.set_defaults(sandbox_missing=True)
-    else:
-        add_arguments(sandbox)
+    # Dispatched lazily: its flags belong to the sandbox (predq sandbox --help lists them), and
+    # its imports (uvicorn, starlette) must not slow down every other command.
+    commands.add_parser(
+        "sandbox", help="run the local Replicate-compatible API server", add_help=False
+    )
 
     demo = commands.add_parser("demo", help="run the whole system locally and show it working")
     demo.add_argument("--jobs", type=int, default=50, help="jobs to enqueue (%(default)s)")
@@ -213,15 +211,16 @@ async def _run_job_command(args: argparse.Namespace, config: Config) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "sandbox":
+        return _sandbox(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        if args.command == "sandbox":
-            return _sandbox(args)
         config = Config.from_env(os.environ, redis_url=args.redis_url)
         if args.command == "demo":
-            from producer.demo import run_demo
-
-            return run_demo(args, config, environ=os.environ)
+            return _demo(args, config)
         return asyncio.run(_run_job_command(args, config))
     except PredqError as exc:
         print(f"predq: {exc}", file=sys.stderr)
@@ -230,21 +229,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _sandbox(args: argparse.Namespace) -> int:
-    if getattr(args, "sandbox_missing", False):
-        print("predq: the sandbox needs its extra: pip install 'predq[sandbox]'", file=sys.stderr)
-        return EXIT_USAGE
-    from sandbox.cli import config_from_args
-    from sandbox.config import ConfigError as SandboxConfigError
-    from sandbox.server import serve
+def _extra_missing(command: str, extra: str, exc: ImportError) -> int:
+    print(
+        f"predq {command}: needs the '{extra}' extra ({exc.name or exc} is not installed): "
+        f"pip install 'predq[{extra}]'",
+        file=sys.stderr,
+    )
+    return EXIT_USAGE
 
+
+def _sandbox(argv: list[str]) -> int:
     try:
-        config = config_from_args(args, os.environ)
-    except SandboxConfigError as exc:
-        print(f"predq sandbox: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    serve(config)
-    return 0
+        from sandbox.cli import main as sandbox_main
+    except ImportError as exc:
+        return _extra_missing("sandbox", "sandbox", exc)
+    return sandbox_main(argv, prog="predq sandbox")
+
+
+def _demo(args: argparse.Namespace, config: Config) -> int:
+    try:
+        from devkit.demo import run_demo
+    except ImportError as exc:
+        return _extra_missing("demo", "devkit", exc)
+    return run_demo(args, config, environ=os.environ)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The one source of "now" for records and indexes, so tests can move time instead of sleeping."""
+"""The one source of "now" for records, indexes, leases and budgets, so tests can move time
+instead of sleeping."""
 
 from __future__ import annotations
 
@@ -13,3 +14,8 @@ def now() -> datetime:
 def to_ms(moment: datetime) -> int:
     """Milliseconds since the epoch: the score of every predq sorted set."""
     return int(moment.timestamp() * 1000)
+
+
+def now_ms() -> int:
+    """The current time in milliseconds since the epoch."""
+    return to_ms(now())

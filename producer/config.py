@@ -11,7 +11,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from producer.errors import ConfigError
 
@@ -74,8 +74,11 @@ def _describe(cls: type[BaseModel], exc: ValidationError) -> str:
         field = cls.model_fields.get(name)
         env = (field.alias if field else None) or name
         secret = field is not None and field.annotation in (SecretStr, SecretStr | None)
-        shown = "" if secret else f" (got {error.get('input')!r})"
-        problems.append(f"{env}: {error['msg']}{shown}")
+        value = error.get("input")
+        if field is not None and not field.repr and isinstance(value, str):
+            value = redact_url(value)  # a URL that may carry a password
+        shown = "" if secret else f" (got {value!r})"
+        problems.append(f"{env}: {error['msg'].removeprefix('Value error, ')}{shown}")
     return "invalid settings: " + "; ".join(problems)
 
 
@@ -96,6 +99,18 @@ class Config(EnvSettings):
     idempotency_window_s: int = Field(86400, alias="PREDQ_IDEMPOTENCY_WINDOW_S", ge=1)
     #: Connect and command timeout against Redis; a producer call never hangs longer than this.
     redis_timeout_s: float = Field(5.0, alias="PREDQ_REDIS_TIMEOUT_S", gt=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        from redis.asyncio.connection import parse_url
+
+        try:
+            parse_url(value)
+        except ValueError as exc:
+            reason = str(exc).split(". ", 1)[0].rstrip(".")
+            raise ValueError(f"not a Redis URL: {reason}") from None
+        return value
 
     @property
     def redis_url_redacted(self) -> str:

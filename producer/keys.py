@@ -1,31 +1,29 @@
-"""Every Redis key predq writes, built here and nowhere else.
+"""Every Redis key predq writes, built here and nowhere else (arq's own keys: producer/arq_wire.py).
 
-| key                      | type   | TTL                                   | writer                  | reader            |
-|--------------------------|--------|---------------------------------------|-------------------------|-------------------|
-| predq:job:{id}           | hash   | none while live; retention_s if final | JobStore (Lua)          | JobStore          |
-| predq:state:{state}      | zset   | none: id -> last change (ms); final   | JobStore (Lua)          | JobStore.list_ids |
-|                          |        | sets pruned past retention_s          |                         |                   |
-| predq:idem:{sha256(key)} | string | idempotency_window_s                  | JobStore.create (Lua)   | JobStore.create   |
-| predq:prediction:{pid}   | string | retention_s: the job that owns a      | JobStore (Lua)          | JobStore (Lua)    |
-|                          |        | Replicate prediction                  |                         |                   |
-| predq:webhook:{pid}      | string | 1 day: a verified final prediction    | webhook receiver        | worker (waiters)  |
-| predq:webhooks (channel) | pubsub | -: ids of predictions whose webhook   | webhook receiver        | worker (waiters)  |
-|                          |        | arrived                               |                         |                   |
-| predq:ratelimit:{kind}   | string | the bucket's horizon: GCRA time       | worker (ratelimit.py)   | worker            |
-| predq:ratelimit:{kind}:pause | string | Retry-After of the last 429       | worker (ratelimit.py)   | worker            |
-| predq:model-slots:{model} | zset  | 2 x lease_s: jobs holding a slot      | worker (model_slots.py) | worker            |
-| {queue} (predq:queue)    | zset   | none: ids leave it when arq finishes  | JobStore.create, arq    | arq worker        |
-| arq:job:{id}             | string | none: arq deletes it when the job ends | JobStore (Lua), arq     | arq worker        |
-| arq:in-progress:{id}     | string | arq: largest function timeout + 10 s  | arq worker              | arq worker        |
-| arq:retry:{id}           | string | arq: 88,400 s                         | arq worker              | arq worker        |
-| arq:abort                | zset   | none (arq never prunes it)            | not used by predq       | arq worker        |
-| {queue}:health-check     | string | health_check_interval + 1 s           | arq worker              | `arq --check`     |
+| key                           | type   | TTL                                   | writer                  | reader            |
+|-------------------------------|--------|---------------------------------------|-------------------------|-------------------|
+| predq:job:{id}                | hash   | none while live; retention_s if final | JobStore (Lua)          | JobStore          |
+| predq:state:{state}           | zset   | none: id -> last change (ms); final   | JobStore (Lua)          | JobStore          |
+|                               |        | sets pruned past retention_s          |                         |                   |
+| predq:idem:{sha256(key)}      | string | idempotency_window_s                  | JobStore.create (Lua)   | JobStore.create   |
+| predq:prediction:{pid}        | string | retention_s: the job that owns a      | JobStore (Lua)          | JobStore (Lua)    |
+|                               |        | Replicate prediction                  |                         |                   |
+| predq:webhook:{pid}           | string | 1 day: a verified final prediction    | webhook receiver        | worker (waiters)  |
+| predq:webhooks (channel)      | pubsub | -: ids of predictions whose webhook   | webhook receiver        | worker (waiters)  |
+|                               |        | arrived                               |                         |                   |
+| predq:ratelimit:{kind}        | string | the bucket's horizon: GCRA time       | worker (ratelimit.py)   | worker            |
+| predq:ratelimit:{kind}:pause  | string | Retry-After of the last 429           | worker (ratelimit.py)   | worker            |
+| predq:model-slots:{model}     | zset   | 2 x lease_s: jobs holding a slot      | worker (model_slots.py) | worker            |
+| {queue} (predq:queue)         | zset   | none: ids leave it when arq finishes  | JobStore (Lua), arq     | arq worker        |
+| arq:job:{id}                  | string | none: arq deletes it when the job ends | JobStore (Lua), arq    | arq worker        |
+| arq:in-progress:{id}          | string | a lease (worker/lease.py); arq sets   | arq worker, lease.py    | arq worker        |
+|                               |        | largest function timeout + 10 s       |                         |                   |
+| arq:retry:{id}                | string | arq: 88,400 s                         | arq worker              | arq worker        |
+| {queue}:health-check          | string | health_check_interval + 1 s           | arq worker              | `arq --check`     |
 
-arq's result keys (``arq:result:{id}``) are never written: workers run with ``keep_result=0`` because
-the JobRecord is the result. The arq payload under ``arq:job:{id}`` is JSON,
-``{"t": null, "f": "run_prediction", "a": [id], "k": {}, "et": enqueue_ms}``: only the job id travels
-through arq. The producer writes it itself, in the same Lua call that creates the record, so a record
-never exists without its queue entry (arq's own ``enqueue_job`` would need a second, non-atomic step).
+arq's result keys (``arq:result:{id}``) are never written: workers run with ``keep_result=0``
+because the JobRecord is the result, and ``arq:abort`` is never used (predq cancels through the
+record).
 """
 
 from __future__ import annotations
@@ -39,15 +37,11 @@ STATE_PREFIX = "predq:state:"
 IDEMPOTENCY_PREFIX = "predq:idem:"
 PREDICTION_PREFIX = "predq:prediction:"
 WEBHOOK_PREFIX = "predq:webhook:"
+RATELIMIT_PREFIX = "predq:ratelimit:"
+MODEL_SLOTS_PREFIX = "predq:model-slots:"
 #: Pub/sub channel: the ids of predictions whose completion webhook arrived.
 WEBHOOK_CHANNEL = "predq:webhooks"
 WEBHOOK_TTL_S = 86400
-#: arq's own prefixes (arq/constants.py, fixed in arq 0.28).
-ARQ_JOB_PREFIX = "arq:job:"
-ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
-ARQ_RETRY_PREFIX = "arq:retry:"
-#: The arq function every job runs as.
-JOB_FUNCTION = "run_prediction"
 
 
 def job(job_id: str) -> str:
@@ -75,13 +69,16 @@ def webhook(prediction_id: str) -> str:
     return f"{WEBHOOK_PREFIX}{prediction_id}"
 
 
-def arq_job(job_id: str) -> str:
-    return f"{ARQ_JOB_PREFIX}{job_id}"
+def rate_bucket(kind: str) -> str:
+    """The GCRA bucket of one of the Replicate budgets (``create`` or ``other``)."""
+    return f"{RATELIMIT_PREFIX}{kind}"
 
 
-def arq_in_progress(job_id: str) -> str:
-    return f"{ARQ_IN_PROGRESS_PREFIX}{job_id}"
+def rate_pause(kind: str) -> str:
+    """Set while every worker holds ``kind``'s budget after a 429."""
+    return f"{RATELIMIT_PREFIX}{kind}:pause"
 
 
-def arq_retry(job_id: str) -> str:
-    return f"{ARQ_RETRY_PREFIX}{job_id}"
+def model_slots(model_name: str) -> str:
+    """The jobs holding a slot of a capped model (``owner/name``)."""
+    return f"{MODEL_SLOTS_PREFIX}{model_name}"

@@ -42,7 +42,6 @@ class JobState(StrEnum):
 
 
 FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED})
-LIVE_STATES = frozenset(JobState) - FINAL_STATES
 
 
 class ErrorKind(StrEnum):

@@ -18,7 +18,6 @@ recovered by another one (new token) is fenced out with status ``stale``.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,10 +27,11 @@ from typing import Any, Literal
 
 import redis.asyncio as aioredis
 
-from producer import clock, keys
+from producer import arq_wire, clock, keys
 from producer.config import Config
-from producer.encoding import arq_payload, as_text, pairs, parse_record, redis_errors
+from producer.connection import redis_errors
 from producer.models import ErrorInfo, JobRecord, JobRequest, JobState
+from producer.records import as_text, new_record_fields, pairs, parse_record
 
 Status = Literal["ok", "missing", "illegal", "stale", "claimed", "busy"]
 _LIVE = "queued running retrying"
@@ -90,12 +90,11 @@ class JobStore:
                     await self._create(keys=script_keys, args=args, client=pipe)
                 replies = await pipe.execute()
         results = []
-        for (_, _, fields), request, reply in zip(calls, requests, replies, strict=True):
+        for (_, _, fields), reply in zip(calls, replies, strict=True):
             if as_text(reply[0]) == "existing":
                 results.append((parse_record(pairs(reply[1:])), False))
             else:
-                data = {**fields, "input": json.loads(request.input_json), "errors": []}
-                results.append((JobRecord.model_validate(data), True))
+                results.append((parse_record(fields), True))
         return results
 
     def _create_call(
@@ -104,35 +103,19 @@ class JobStore:
         """The keys and arguments of create.lua for one new job, and the record's fields."""
         job_id = uuid.uuid4().hex
         now_ms = clock.to_ms(now)
-        fields: dict[str, str] = {
-            "id": job_id,
-            "state": JobState.QUEUED.value,
-            "model": request.model,
-            "input": request.input_json,
-            "errors": "[]",
-            "attempts": "0",
-            "recoveries": "0",
-            "created_at": now.isoformat(),
-            "updated_at": now.isoformat(),
-        }
-        if request.idempotency_key is not None:
-            fields["idempotency_key"] = request.idempotency_key
-        if request.max_attempts is not None:
-            fields["max_attempts"] = str(request.max_attempts)
-        if request.attempt_timeout_s is not None:
-            fields["attempt_timeout_s"] = repr(request.attempt_timeout_s)
+        fields = new_record_fields(job_id, request, now)
         script_keys = [
             keys.job(job_id),
             keys.state_index(JobState.QUEUED),
             self._config.queue_name,
-            keys.arq_job(job_id),
+            arq_wire.job_key(job_id),
         ]
         if request.idempotency_key is not None:
             script_keys.append(keys.idempotency(request.idempotency_key))
         args: list[Any] = [
             job_id,
-            now_ms,
-            arq_payload(job_id, now_ms),
+            arq_wire.due_score(now_ms),
+            arq_wire.payload(job_id, now_ms),
             self._config.idempotency_window_s,
             keys.JOB_PREFIX,
         ]
@@ -178,14 +161,14 @@ class JobStore:
             keys.state_index(JobState.FAILED),
             keys.state_index(JobState.QUEUED),
             self._config.queue_name,
-            keys.arq_job(job_id),
-            keys.arq_in_progress(job_id),
+            arq_wire.job_key(job_id),
+            arq_wire.in_progress_key(job_id),
         ]
         args: list[Any] = [
             job_id,
-            now_ms,
+            arq_wire.due_score(now_ms),
             now.isoformat(),
-            arq_payload(job_id, now_ms),
+            arq_wire.payload(job_id, now_ms),
             uuid.uuid4().hex,
         ]
         with redis_errors(self._config):
@@ -211,9 +194,9 @@ class JobStore:
 
     async def defer(self, job_id: str, delay_s: float) -> None:
         """Make the job's existing queue entry due again in ``delay_s`` (its record is unchanged)."""
-        due_ms = clock.to_ms(clock.now()) + int(delay_s * 1000)
+        due = arq_wire.due_score(clock.now_ms() + int(delay_s * 1000))
         with redis_errors(self._config):
-            await self._redis.zadd(self._config.queue_name, {job_id: due_ms}, xx=True)
+            await self._redis.zadd(self._config.queue_name, {job_id: due}, xx=True)
 
     async def list_ids(self, state: JobState, *, limit: int = 100) -> list[str]:
         """Ids of jobs in ``state``, most recently changed first."""
@@ -224,6 +207,15 @@ class JobStore:
     async def count(self, state: JobState) -> int:
         with redis_errors(self._config):
             return int(await self._redis.zcard(keys.state_index(state)))
+
+    async def counts(self) -> dict[JobState, int]:
+        """Jobs per state, from the state indexes, in one round trip."""
+        with redis_errors(self._config):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for state in JobState:
+                    pipe.zcard(keys.state_index(state))
+                replies = await pipe.execute()
+        return {state: int(n) for state, n in zip(JobState, replies, strict=True)}
 
     # -- worker side ---------------------------------------------------------------------------
 
@@ -276,7 +268,7 @@ class JobStore:
             "running",
             JobState.QUEUED,
             run=run,
-            due_ms=clock.to_ms(clock.now()),
+            due_ms=clock.now_ms(),
             fields=fields,
         )
 
@@ -312,7 +304,7 @@ class JobStore:
             JobState.RETRYING,
             run=run,
             error=error,
-            due_ms=clock.to_ms(clock.now()) + delay_ms,
+            due_ms=clock.now_ms() + delay_ms,
             fields={
                 "prediction_id": prediction_id or "",
                 "create_unconfirmed_at": create_unconfirmed_at or "",
@@ -358,9 +350,9 @@ class JobStore:
             now.isoformat(),
             error.model_dump_json() if error is not None else "",
             "1" if want_record else "0",
-            "" if due_ms is None else due_ms,
+            "" if due_ms is None else arq_wire.due_score(due_ms),
             uuid.uuid4().hex,
-            arq_payload(job_id, clock.to_ms(now)),
+            arq_wire.payload(job_id, clock.to_ms(now)),
             "updated_at",
             now.isoformat(),
         ]
@@ -372,7 +364,7 @@ class JobStore:
                     keys.job(job_id),
                     *keys.STATE_INDEXES,
                     self._config.queue_name,
-                    keys.arq_job(job_id),
+                    arq_wire.job_key(job_id),
                 ],
                 args=args,
             )

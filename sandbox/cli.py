@@ -166,10 +166,10 @@ def config_from_args(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, prog: str = "python -m sandbox") -> int:
     """Run the sandbox from the command line; returns the exit code (2 for bad flags)."""
     parser = argparse.ArgumentParser(
-        prog="python -m sandbox",
+        prog=prog,
         description="A local Replicate-compatible API server (see the sandbox package docs).",
     )
     add_arguments(parser)
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_from_args(ns)
     except ConfigError as exc:
-        print(f"sandbox: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     serve(config)
     return 0

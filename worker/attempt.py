@@ -5,7 +5,7 @@ or a final failure records its outcome (which forgets the prediction when it is 
 only then cancels the prediction on Replicate, so a worker that dies in between leaves a record
 that still points at a running prediction (resumed later), never one that points at a prediction
 predq itself canceled. Outcomes written by an attempt whose job was taken over by another worker
-are refused (run token) and the arq run is handed back with ``Retry`` instead of finishing, so
+are refused (run token) and the arq run is handed back (``HandBack``) instead of finishing, so
 arq never deletes the queue entry of a job another worker is running.
 """
 
@@ -13,44 +13,38 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import structlog
-from arq import Retry
 
 from producer import clock
 from producer.models import ErrorInfo, ErrorKind, JobRecord
 from producer.store import Transition
+from worker.context import WorkerContext
+from worker.lease import Hold
 from worker.lost_create import adopt_lost_create
 from worker.observe import PredictionWatch
 from worker.replicate_client import Outcome
 from worker.retry import Verdict, classify, retry_delay_s
-
-if TYPE_CHECKING:
-    from worker.jobs import WorkerContext
 
 log = structlog.get_logger(__name__)
 #: Kinds of failure after which the prediction itself is over (no need to cancel it).
 _PREDICTION_OVER = frozenset({ErrorKind.MODEL, ErrorKind.CANCELED})
 
 
+class HandBack(Exception):
+    """End this arq run without finishing the job: the record already says when (and whether)
+    the job is due again. worker/jobs.py turns it into arq's ``Retry``."""
+
+
 class Attempt:
     """One claimed attempt: runs the prediction under the deadline and records how it ended."""
 
-    def __init__(
-        self,
-        ctx: WorkerContext,
-        record: JobRecord,
-        run: str,
-        *,
-        release_lease: Callable[[], None] = lambda: None,
-    ) -> None:
-        """``release_lease`` stops the lease renewals: called before a write that sets when the
-        job is due again, so that no renewal in flight moves that time."""
-        self.ctx = ctx
-        self.release_lease = release_lease
+    def __init__(self, ctx: WorkerContext, record: JobRecord, run: str, hold: Hold) -> None:
+        """``hold`` is the job's lease: released before a write that sets when the job is due
+        again, so that no renewal in flight moves that time."""
+        self.hold = hold
         self.record = record
         self.run = run
         self.store = ctx["store"]
@@ -93,7 +87,7 @@ class Attempt:
             self._task.cancel()
 
     async def execute(self) -> None:
-        """Run the attempt to its end; raises arq.Retry when the job goes back to the queue."""
+        """Run the attempt to its end; raises HandBack when the job goes back to the queue."""
         self._task = asyncio.create_task(self._run())
         deadline = asyncio.timeout(self.timeout_s)
         try:
@@ -107,7 +101,7 @@ class Attempt:
             await self._cancel_remote(self.watch.prediction_id)
             self.log.info("job.stopped", reason=self._stopped)
             if self._stopped == "stale":
-                raise Retry() from None
+                raise HandBack("taken over by another worker") from None
             return
         except TimeoutError:
             if not deadline.expired():
@@ -195,7 +189,7 @@ class Attempt:
                 retry_after_s=retry_after,
             )
             keep = self.watch.prediction_id if verdict.keep_prediction else None
-            self.release_lease()
+            self.hold.release()
             transition = await self.store.retry_later(
                 self.record.id,
                 self.run,
@@ -206,7 +200,7 @@ class Attempt:
             await self._cancel_remote(cancel)
             self._settled(transition, "job.retrying", error=verdict.message, retry_in_s=delay_s)
             if transition.ok:
-                raise Retry()  # no defer: retry_later already set when the job is due
+                raise HandBack("retrying later")
             return
         if verdict.retryable:
             verdict = Verdict(
@@ -250,7 +244,7 @@ class Attempt:
         unconfirmed = None
         if self.watch.prediction_id is None:
             unconfirmed = self.watch.create_sent_at
-        self.release_lease()
+        self.hold.release()
         try:
             transition = await asyncio.shield(
                 self.store.hand_over(
@@ -292,4 +286,4 @@ class Attempt:
             state=transition.previous,
         )
         if transition.status == "stale" and hand_back:
-            raise Retry()
+            raise HandBack("taken over by another worker")

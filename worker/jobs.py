@@ -12,12 +12,8 @@ worker whose job was taken over by another is fenced out of every later write (r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import random
-from collections.abc import Callable
-from datetime import timedelta
-from typing import Any, TypedDict
 
 import redis.exceptions
 import structlog
@@ -26,47 +22,31 @@ from arq import Retry
 from producer import clock
 from producer.errors import RedisUnavailable
 from producer.models import ErrorInfo, ErrorKind, JobState
-from producer.store import JobStore, Transition
-from worker.attempt import Attempt
-from worker.config import WorkerConfig
-from worker.lease import Leases
-from worker.model_slots import ModelSlots
-from worker.replicate_client import Predictions
+from producer.store import Transition
+from worker.attempt import Attempt, HandBack
+from worker.context import WorkerContext
+from worker.lease import Hold
 from worker.retry import Verdict
 
 log = structlog.get_logger(__name__)
 
 #: How long a job waits before trying again for a slot of its capped model.
 MODEL_SLOT_WAIT_S = 1.0
-#: Clock skew allowed between this host and Replicate when looking for a lost create.
-LOOKUP_SKEW = timedelta(seconds=10)
-
-
-class WorkerContext(TypedDict):
-    """arq's ctx: the worker-wide dependencies made in on_startup, plus arq's per-job keys."""
-
-    redis: Any
-    config: WorkerConfig
-    store: JobStore
-    predictions: Predictions
-    leases: Leases
-    model_slots: ModelSlots
-    background: list[asyncio.Task[None]]
-    job_id: str
-    job_try: int
 
 
 async def run_prediction(ctx: WorkerContext, job_id: str) -> None:
-    """The arq function every job runs as. Raises arq.Retry to hand a job back to the queue.
+    """The arq function every job runs as; the only code that raises arq.Retry.
 
-    Nothing escapes to arq as a plain exception: arq would drop the job while its record still
-    says it is live. Redis trouble hands the job back (due when its lease runs out); anything else
-    is a bug, recorded on the job as an ``internal`` failure.
+    ``Retry()`` (never with a defer: the record already says when the job is due again) ends the
+    arq run without finishing the job, so arq keeps its queue entry. Nothing escapes to arq as a
+    plain exception: arq would drop the job while its record still says it is live. Redis trouble
+    hands the job back (due when its lease runs out); anything else is a bug, recorded on the job
+    as an ``internal`` failure.
     """
     try:
         await _attempt(ctx, job_id)
-    except Retry:
-        raise
+    except HandBack as exc:
+        raise Retry() from exc
     except (redis.exceptions.RedisError, RedisUnavailable, OSError) as exc:
         log.warning("job.handed_back", job_id=job_id, error=f"{type(exc).__name__}: {exc}")
         raise Retry() from exc
@@ -89,17 +69,17 @@ async def run_prediction(ctx: WorkerContext, job_id: str) -> None:
 
 async def _attempt(ctx: WorkerContext, job_id: str) -> None:
     store, config = ctx["store"], ctx["config"]
-    lease = await ctx["leases"].hold(job_id)
+    hold = await ctx["leases"].hold(job_id)
     try:
-        if config.model_concurrency and not await _model_slot(ctx, job_id):
-            return
+        if config.model_concurrency:
+            await _model_slot(ctx, job_id)
         claim, run = await store.start(job_id)
         if not claim.ok or claim.record is None:
             await _skip(ctx, job_id, claim)
             return
-        await _run_claimed(ctx, claim, run, release=lambda: ctx["leases"].drop(job_id, lease))
+        await _run_claimed(ctx, claim, run, hold)
     finally:
-        ctx["leases"].drop(job_id, lease)
+        hold.release()
 
 
 async def _skip(ctx: WorkerContext, job_id: str, claim: Transition) -> None:
@@ -113,14 +93,12 @@ async def _skip(ctx: WorkerContext, job_id: str, claim: Transition) -> None:
             log.info("prediction.canceled", job_id=job_id, prediction_id=record.prediction_id)
 
 
-async def _run_claimed(
-    ctx: WorkerContext, claim: Transition, run: str, *, release: Callable[[], None]
-) -> None:
+async def _run_claimed(ctx: WorkerContext, claim: Transition, run: str, hold: Hold) -> None:
     config = ctx["config"]
     record = claim.record
     assert record is not None
-    attempt = Attempt(ctx, record, run, release_lease=release)
-    ctx["leases"].on_cancel(record.id, lambda: attempt.stop("canceled"))
+    attempt = Attempt(ctx, record, run, hold)
+    hold.on_cancel(lambda: attempt.stop("canceled"))
     if claim.previous is JobState.RUNNING:
         if record.recoveries > config.max_recoveries:
             await attempt.give_up(
@@ -138,13 +116,13 @@ async def _run_claimed(
     await attempt.execute()
 
 
-async def _model_slot(ctx: WorkerContext, job_id: str) -> bool:
+async def _model_slot(ctx: WorkerContext, job_id: str) -> None:
     """Take a slot of the job's model if it is capped. When none is free, the job goes back to
-    the queue, due again shortly, without an attempt counted (raises arq.Retry)."""
+    the queue, due again shortly, without an attempt counted (raises HandBack)."""
     model = await ctx["store"].model_of(job_id)
     if model is None or await ctx["model_slots"].take(model, job_id):
-        return True
+        return
     delay_s = random.uniform(MODEL_SLOT_WAIT_S / 2, MODEL_SLOT_WAIT_S)
     await ctx["store"].defer(job_id, delay_s)
     log.debug("job.waiting_for_model_slot", job_id=job_id, model=model)
-    raise Retry()
+    raise HandBack("waiting for a slot of its model")

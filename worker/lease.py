@@ -12,7 +12,7 @@ Both are renewed every ``lease_s / 3``. When the worker dies, both run out toget
 again and unclaimed ``lease_s`` after the last renewal, and the next worker's poll takes it.
 
 The same round trip reads each held job's state, so a job canceled by a producer is noticed within
-``lease_s / 3`` and its attempt stopped (``on_cancel``).
+``lease_s / 3`` and its attempt stopped (``Hold.on_cancel``).
 
 Each cycle also sweeps for two kinds of orphaned jobs:
 
@@ -29,20 +29,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 
-from producer import clock, keys
-from producer.encoding import as_text
+from producer import arq_wire, clock, keys
 from producer.models import JobState
+from producer.records import as_text
 
 log = structlog.get_logger(__name__)
 _CANCELED = JobState.CANCELED.value.encode()
-#: Score that puts a recovered job at the head of the arq queue.
-FRONT_OF_QUEUE = 1
 
 # KEYS[1] predq:state:running   KEYS[2] the arq queue
 # ARGV[1] now (ms)   ARGV[2] arq's in-progress prefix   ARGV[3] head score
@@ -66,76 +63,95 @@ def _nothing() -> None:
     pass
 
 
-@dataclass
-class _Hold:
-    token: int
-    on_cancel: Callable[[], None] = _nothing
+class Hold:
+    """One run's hold on a job's lease: renewed by ``Leases`` until ``release``.
+
+    A process may claim its own job again after its lease ran out; each claim gets a Hold of its
+    own, and an older run's ``release`` does not end the newer run's lease.
+    """
+
+    def __init__(self, leases: Leases, job_id: str) -> None:
+        self._leases = leases
+        self.job_id = job_id
+        self._on_cancel: Callable[[], None] = _nothing
+
+    @property
+    def held(self) -> bool:
+        return self._leases._held.get(self.job_id) is self
+
+    def on_cancel(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (once) when a renewal finds the job canceled."""
+        self._on_cancel = callback
+
+    def release(self) -> None:
+        """Stop renewing (idempotent). Called before a write that sets when the job is due
+        again, so that no renewal moves that time, and when the run ends."""
+        if self.held:
+            del self._leases._held[self.job_id]
+
+    def _canceled(self) -> None:
+        self.release()
+        self._on_cancel()
 
 
 class Leases:
     """The leases of the jobs this worker process is running."""
 
     def __init__(
-        self, redis: aioredis.Redis, *, queue_name: str, lease_s: float, arq_claim_s: float
+        self,
+        redis: aioredis.Redis,
+        *,
+        queue_name: str,
+        lease_s: float,
+        arq_claim_s: float = arq_wire.claim_ttl_s(),
     ) -> None:
         """``arq_claim_s`` is the TTL arq gives a fresh claim (its in-progress timeout)."""
         self._redis = redis
         self._queue_name = queue_name
         self._lease_ms = int(lease_s * 1000)
         self._arq_claim_ms = int(arq_claim_s * 1000)
-        #: The current hold per job. A process may claim its own job again (after its lease ran
-        #: out): the token keeps the older run's drop from ending the newer run's lease.
-        self._held: dict[str, _Hold] = {}
-        self._next_hold = 0
+        #: The current hold per job.
+        self._held: dict[str, Hold] = {}
         self._front_recovered = redis.register_script(_FRONT_RECOVERED)
 
     @property
     def renew_every_s(self) -> float:
         return self._lease_ms / 3000
 
-    async def hold(self, job_id: str) -> int:
-        """Start renewing ``job_id``'s lease, shortening arq's long claim right away; returns the
-        hold's token for ``drop``."""
-        self._next_hold += 1
-        token = self._next_hold  # before the await: other holds move the counter meanwhile
-        self._held[job_id] = _Hold(token)
+    async def hold(self, job_id: str) -> Hold:
+        """Start renewing ``job_id``'s lease, shortening arq's long claim right away."""
+        hold = Hold(self, job_id)
+        self._held[job_id] = hold  # before the await: the renewal loop must see it
         try:
             await self._extend([job_id])
         except BaseException:
-            self.drop(job_id, token)
+            hold.release()
             raise
-        return token
-
-    def on_cancel(self, job_id: str, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (once) when a renewal finds the held job canceled."""
-        hold = self._held.get(job_id)
-        if hold is not None:
-            hold.on_cancel = callback
-
-    def drop(self, job_id: str, hold: int) -> None:
-        """Stop renewing ``job_id``'s lease, if ``hold`` is still its current hold."""
-        current = self._held.get(job_id)
-        if current is not None and current.token == hold:
-            del self._held[job_id]
+        return hold
 
     async def keep_renewing(self) -> None:
-        """Renew every held lease each ``renew_every_s``, until cancelled; Redis errors are logged."""
+        """``renew`` and ``sweep`` each ``renew_every_s``, until cancelled; Redis errors are
+        logged."""
         while True:
             await asyncio.sleep(self.renew_every_s)
             try:
-                if self._held:
-                    await self._extend(list(self._held))
+                await self.renew()
                 await self.sweep()
             except (redis.exceptions.RedisError, OSError) as exc:
                 log.warning("lease.renew_failed", jobs=len(self._held), error=type(exc).__name__)
 
+    async def renew(self) -> None:
+        """Extend every held lease once (one pipeline), and stop the holds of canceled jobs."""
+        if self._held:
+            await self._extend(list(self._held))
+
     async def sweep(self, limit: int = 200) -> list[str]:
         """Put recovered jobs first in the queue, and release due jobs whose arq claim was never
         shortened (their worker died right after claiming); returns the ids it touched."""
-        now_ms = clock.to_ms(clock.now())
+        now_ms = clock.now_ms()
         fronted = await self._front_recovered(
             keys=[keys.state_index(JobState.RUNNING), self._queue_name],
-            args=[now_ms, keys.ARQ_IN_PROGRESS_PREFIX, FRONT_OF_QUEUE],
+            args=[now_ms, arq_wire.IN_PROGRESS_PREFIX, arq_wire.FRONT_SCORE],
         )
         if fronted:
             log.info("lease.recovered_jobs_first", jobs=len(fronted))
@@ -148,7 +164,7 @@ class Leases:
         ids = [as_text(d) for d in due]
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.pttl(keys.arq_in_progress(job_id))
+                pipe.pttl(arq_wire.in_progress_key(job_id))
             ttls = await pipe.execute()
         oldest_fresh_ms = self._arq_claim_ms - 2 * self._lease_ms
         stuck = [
@@ -157,20 +173,20 @@ class Leases:
             if self._lease_ms < ttl < oldest_fresh_ms and job_id not in self._held
         ]
         if stuck:
-            await self._redis.delete(*(keys.arq_in_progress(job_id) for job_id in stuck))
+            await self._redis.delete(*(arq_wire.in_progress_key(job_id) for job_id in stuck))
             log.warning("lease.released_stuck_claims", jobs=stuck)
         return stuck
 
     async def _extend(self, job_ids: list[str]) -> None:
-        due_ms = clock.to_ms(clock.now()) + self._lease_ms
+        due = arq_wire.due_score(clock.now_ms() + self._lease_ms)
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id in job_ids:
-                pipe.pexpire(keys.arq_in_progress(job_id), self._lease_ms)
-                pipe.zadd(self._queue_name, {job_id: due_ms}, xx=True)
+                pipe.pexpire(arq_wire.in_progress_key(job_id), self._lease_ms)
+                pipe.zadd(self._queue_name, {job_id: due}, xx=True)
                 pipe.hget(keys.job(job_id), "state")
             replies = await pipe.execute()
         for job_id, state in zip(job_ids, replies[2::3], strict=True):
             if state in (_CANCELED, JobState.CANCELED.value):
-                canceled = self._held.pop(job_id, None)
-                if canceled is not None:
-                    canceled.on_cancel()
+                hold = self._held.get(job_id)
+                if hold is not None:
+                    hold._canceled()

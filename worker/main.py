@@ -1,9 +1,11 @@
 """The worker's composition root: ``arq worker.main.Settings``.
 
-arq reads its settings from class attributes when it imports this module, so this is the one place
-where the worker reads the environment (``WorkerConfig.from_env(os.environ)``), once. Everything else
-gets the config, the Redis pool, the JobStore and the replicate client through arq's ctx, made in
-``on_startup`` (inside the worker's event loop) and closed in ``on_shutdown``.
+``Settings`` is built when arq looks it up (a module ``__getattr__``), from ``os.environ``, once:
+that is the one place the worker reads the environment. Bad settings end the process with one line
+on stderr (exit 6), never a traceback. Everything else gets the config, the Redis pool, the
+JobStore and the replicate client through arq's ctx, made in ``on_startup`` (inside the worker's
+event loop) and closed in ``on_shutdown``; ``build_settings`` makes the same class for an embedding
+process (the unit tier).
 """
 
 from __future__ import annotations
@@ -13,36 +15,33 @@ import contextlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any, cast
 
-import redis.exceptions
 import structlog
-from arq.connections import RedisSettings
 from arq.worker import func
-from redis.asyncio.connection import SSLConnection, parse_url
-from redis.asyncio.retry import Retry as RedisRetry
-from redis.backoff import ExponentialBackoff
 
-from producer.keys import JOB_FUNCTION
-from producer.logs import configure_logging
-from producer.models import ATTEMPT_TIMEOUT_LIMIT_S
+from producer import arq_wire
+from producer.errors import ConfigError
 from producer.store import JobStore
 from worker import arq_patches
 from worker.config import WorkerConfig
-from worker.jobs import WorkerContext, run_prediction
+from worker.context import WorkerContext
+from worker.jobs import run_prediction
 from worker.lease import Leases
+from worker.logs import configure_logging
 from worker.model_slots import ModelSlots
 from worker.ratelimit import RateLimiter
+from worker.redis_settings import redis_settings
 from worker.replicate_client import Predictions
 from worker.webhook_wait import WebhookWaiters
 
 log = structlog.get_logger(__name__)
 
-#: arq's own timeout never preempts ours: the longest per-job deadline plus room to record it.
-ARQ_JOB_TIMEOUT_S = int(ATTEMPT_TIMEOUT_LIMIT_S) + 600
 #: arq's try counter counts crashes and shutdowns too; predq counts attempts itself.
 ARQ_MAX_TRIES = 1_000_000
+EXIT_CONFIG = 6
 
 
 def serialize(data: dict[str, Any]) -> bytes:
@@ -54,47 +53,22 @@ def deserialize(raw: bytes) -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(raw))
 
 
-def redis_settings(config: WorkerConfig) -> RedisSettings:
-    """arq's connection settings: commands are retried with backoff through a Redis restart.
+def build_settings(environ: Mapping[str, str], *, configure_logs: bool = False) -> type:
+    """The class arq reads its Worker arguments from, for the configuration in ``environ``.
 
-    The URL is read by redis-py's own parser (as producers read it: percent-decoding, and
-    ``?password=``), not arq's ``from_dsn``, which ignores both.
+    ``configure_logs``: set up this process's logging now (the arq CLI; an embedding process
+    keeps its own). Raises ConfigError for bad settings.
     """
-    url = parse_url(config.redis_url)
-    settings = RedisSettings(
-        host=url.get("host", "localhost"),
-        port=int(url.get("port", 6379)),
-        database=int(url.get("db", 0)),
-        username=url.get("username"),
-        password=url.get("password"),
-        ssl=url.get("connection_class") is SSLConnection,
-        unix_socket_path=url.get("path"),
-    )
-    settings.conn_timeout = int(max(1, config.redis_timeout_s))
-    settings.conn_retries = 30
-    settings.conn_retry_delay = 1
-    settings.max_connections = config.concurrency + 50
-    settings.retry_on_timeout = True
-    # OSError too: a refused connection (Redis restarting) surfaces as ConnectionRefusedError.
-    settings.retry_on_error = [
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        OSError,
-    ]
-    settings.retry = RedisRetry(ExponentialBackoff(cap=2.0, base=0.1), 30)
-    return settings
-
-
-def build_settings(environ: Mapping[str, str]) -> type:
-    """The class arq reads its Worker arguments from, for the configuration in ``environ``."""
     config = WorkerConfig.from_env(environ)
+    if configure_logs:
+        configure_logging(config.log_level, config.log_format, secrets=config.secrets())
     arq_patches.apply()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
-        if ctx.get("configure_logging", True):  # an embedding process (a test) may say no
-            configure_logging(config.log_level, config.log_format, secrets=config.secrets())
+        if configure_logs:
             arq_logger = logging.getLogger("arq")
             arq_logger.handlers.clear()  # arq's CLI adds one; ours is the root's
+            arq_logger.propagate = True
             arq_logger.setLevel(config.log_level.upper())  # arq's CLI pins it at INFO
         job_ctx = cast(WorkerContext, ctx)
         job_ctx["config"] = config
@@ -108,12 +82,7 @@ def build_settings(environ: Mapping[str, str]) -> type:
         )
         slots = ModelSlots(ctx["redis"], config.model_concurrency, lease_s=config.lease_s)
         job_ctx["model_slots"] = slots
-        leases = Leases(
-            ctx["redis"],
-            queue_name=config.queue_name,
-            lease_s=config.lease_s,
-            arq_claim_s=ARQ_JOB_TIMEOUT_S + 10,
-        )
+        leases = Leases(ctx["redis"], queue_name=config.queue_name, lease_s=config.lease_s)
         job_ctx["leases"] = leases
         job_ctx["background"] = [
             asyncio.create_task(leases.keep_renewing()),
@@ -147,8 +116,8 @@ def build_settings(environ: Mapping[str, str]) -> type:
         functions = (
             func(
                 run_prediction,  # type: ignore[arg-type]
-                name=JOB_FUNCTION,
-                timeout=ARQ_JOB_TIMEOUT_S,
+                name=arq_wire.FUNCTION,
+                timeout=arq_wire.JOB_TIMEOUT_S,
                 max_tries=ARQ_MAX_TRIES,
                 keep_result=0,
             ),
@@ -159,7 +128,7 @@ def build_settings(environ: Mapping[str, str]) -> type:
         # window suffices: it only ever holds due jobs.
         queue_read_limit = max(100, 2 * config.concurrency)
         poll_delay = config.queue_poll_s
-        job_timeout = ARQ_JOB_TIMEOUT_S
+        job_timeout = arq_wire.JOB_TIMEOUT_S
         max_tries = ARQ_MAX_TRIES
         keep_result = 0
         job_completion_wait = config.shutdown_grace_s
@@ -170,8 +139,21 @@ def build_settings(environ: Mapping[str, str]) -> type:
     Settings.on_startup = staticmethod(on_startup)  # type: ignore[attr-defined]
     Settings.on_shutdown = staticmethod(on_shutdown)  # type: ignore[attr-defined]
     Settings.redis_settings = redis_settings(config)  # type: ignore[attr-defined]
-    Settings.config = config  # type: ignore[attr-defined]
     return Settings
 
 
-Settings = build_settings(os.environ)
+_cli_settings: type | None = None
+
+
+def __getattr__(name: str) -> Any:
+    """``worker.main.Settings``, built from ``os.environ`` on first lookup (what arq's CLI does)."""
+    global _cli_settings
+    if name != "Settings":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if _cli_settings is None:
+        try:
+            _cli_settings = build_settings(os.environ, configure_logs=True)
+        except ConfigError as exc:
+            print(f"predq worker: {exc}", file=sys.stderr)
+            raise SystemExit(EXIT_CONFIG) from None
+    return _cli_settings

@@ -18,11 +18,10 @@ import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 
-from producer import clock
+from producer import clock, keys
 from producer.models import split_model_ref
 
 log = structlog.get_logger(__name__)
-KEY_PREFIX = "predq:model-slots:"
 
 # KEYS[1] the model's slot set   ARGV[1] now (ms)   ARGV[2] lapses at (ms)   ARGV[3] cap
 # ARGV[4] job id   ARGV[5] the set's TTL (ms). Returns 1 if the job holds a slot now, else 0.
@@ -63,9 +62,9 @@ class ModelSlots:
         if cap is None:
             return True
         name = model_name(model_ref)
-        now_ms = clock.to_ms(clock.now())
+        now_ms = clock.now_ms()
         taken = await self._take(
-            keys=[_key(name)],
+            keys=[keys.model_slots(name)],
             args=[now_ms, now_ms + self._lease_ms, cap, job_id, 2 * self._lease_ms],
         )
         if taken:
@@ -75,7 +74,7 @@ class ModelSlots:
     async def give_back(self, job_id: str) -> None:
         name = self._held.pop(job_id, None)
         if name is not None:
-            await self._redis.zrem(_key(name), job_id)
+            await self._redis.zrem(keys.model_slots(name), job_id)
 
     async def keep_renewing(self) -> None:
         """Renew every held slot each ``lease_s / 3`` until cancelled; Redis errors are logged."""
@@ -83,16 +82,12 @@ class ModelSlots:
             await asyncio.sleep(self._lease_ms / 3000)
             if not self._held:
                 continue
-            lapses_ms = clock.to_ms(clock.now()) + self._lease_ms
+            lapses_ms = clock.now_ms() + self._lease_ms
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for job_id, name in list(self._held.items()):
-                        pipe.zadd(_key(name), {job_id: lapses_ms}, xx=True)
-                        pipe.pexpire(_key(name), 2 * self._lease_ms)
+                        pipe.zadd(keys.model_slots(name), {job_id: lapses_ms}, xx=True)
+                        pipe.pexpire(keys.model_slots(name), 2 * self._lease_ms)
                     await pipe.execute()
             except (redis.exceptions.RedisError, OSError) as exc:
                 log.warning("model_slots.renew_failed", error=type(exc).__name__)
-
-
-def _key(name: str) -> str:
-    return f"{KEY_PREFIX}{name}"

@@ -24,7 +24,8 @@ import httpx
 import structlog
 
 from producer import clock
-from worker.ratelimit import Kind, RateLimiter
+from worker.config import Kind
+from worker.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
 
@@ -119,7 +120,9 @@ class ObservingTransport(httpx.AsyncBaseTransport):
             if watch is not None:
                 watch.retry_after_s = retry_after_s
             if self._limiter is not None:
-                await self._limiter.pause(kind, retry_after_s or self._throttle_pause_s)
+                # Retry-After: 0 means "now": no pause (0.0 is falsy, hence the explicit None).
+                pause_s = self._throttle_pause_s if retry_after_s is None else retry_after_s
+                await self._limiter.pause(kind, pause_s)
         if watch is None or not (is_create or _PREDICTION_PATH.search(path)):
             return response
         if 200 <= response.status_code < 300:

@@ -20,20 +20,15 @@ a Redis blip must not fail predictions that are otherwise fine.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Literal
 
 import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 
-from producer import clock
+from producer import clock, keys
+from worker.config import Budget, Kind
 
 log = structlog.get_logger(__name__)
-
-Kind = Literal["create", "other"]
-SAFETY_FACTOR = 1.01
-KEY_PREFIX = "predq:ratelimit:"
 
 # KEYS[1] the bucket (TAT, ms)   KEYS[2] the bucket's pause flag
 # ARGV[1] now (ms)   ARGV[2] emission interval (ms)   ARGV[3] burst tolerance (ms)
@@ -52,21 +47,6 @@ return at - now
 """
 
 
-@dataclass(frozen=True)
-class Budget:
-    """``per_min`` requests per minute, plus up to ``burst`` more at once after a quiet spell."""
-
-    per_min: int
-    burst: int = 0
-
-    @property
-    def interval_ms(self) -> float:
-        # 1 % slower than the nominal rate: requests reach Replicate with some jitter after their
-        # slot, and at exactly the rate the 601st create can land within 60 s of the first one
-        # (measured by ops/bench.py against a sandbox enforcing the same limit).
-        return 60_000 / self.per_min * SAFETY_FACTOR
-
-
 class RateLimiter:
     """Reserves send times for requests to Replicate, shared by all workers through Redis."""
 
@@ -82,9 +62,9 @@ class RateLimiter:
             return 0.0
         try:
             wait_ms = await self._reserve(
-                keys=[_bucket(kind), _pause(kind)],
+                keys=[keys.rate_bucket(kind), keys.rate_pause(kind)],
                 args=[
-                    clock.to_ms(clock.now()),
+                    clock.now_ms(),
                     budget.interval_ms,
                     budget.burst * budget.interval_ms,
                 ],
@@ -98,22 +78,17 @@ class RateLimiter:
         return wait_s
 
     async def pause(self, kind: Kind, seconds: float) -> None:
-        """Hold every worker's ``kind`` requests for ``seconds`` (extends, never shortens)."""
-        pause_ms = max(1, int(seconds * 1000))
+        """Hold every worker's ``kind`` requests for ``seconds`` (extends, never shortens; 0
+        holds nothing)."""
+        pause_ms = int(seconds * 1000)
+        if pause_ms <= 0:
+            return
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(_pause(kind), 1, px=pause_ms, nx=True)
-                pipe.pexpire(_pause(kind), pause_ms, gt=True)
+                pipe.set(keys.rate_pause(kind), 1, px=pause_ms, nx=True)
+                pipe.pexpire(keys.rate_pause(kind), pause_ms, gt=True)
                 await pipe.execute()
         except (redis.exceptions.RedisError, OSError) as exc:
             log.warning("ratelimit.unavailable", kind=kind, error=type(exc).__name__)
             return
         log.warning("ratelimit.paused", kind=kind, seconds=round(seconds, 3))
-
-
-def _bucket(kind: Kind) -> str:
-    return f"{KEY_PREFIX}{kind}"
-
-
-def _pause(kind: Kind) -> str:
-    return f"{KEY_PREFIX}{kind}:pause"

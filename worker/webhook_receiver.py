@@ -33,8 +33,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from producer import keys
-from producer.logs import configure_logging
 from worker.config import WorkerConfig
+from worker.logs import configure_logging
 
 log = structlog.get_logger(__name__)
 FINAL = frozenset({"succeeded", "failed", "canceled", "aborted"})

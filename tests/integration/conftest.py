@@ -7,24 +7,24 @@ whose logs go to files under pytest's tmp dir (printed when a test fails).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 
+from devkit.control import SandboxControl
+from devkit.launch import SandboxProcess, clean_env, start_worker, stop
+from devkit.local_redis import LocalRedis
+from devkit.wait import eventually, eventually_blocking
 from producer.client import Producer
 from producer.config import Config
-from sandbox.launch import SandboxProcess, start_worker, stop
-from sandbox.local_redis import LocalRedis
+from producer.models import JobRecord
 
-SANDBOX_TOKEN = "sandbox-test-token"
+SANDBOX_TOKEN = "r8_sandbox-test-token-0123456789"
 #: Worker settings that make retries and polling fast enough for tests.
 FAST_WORKER_ENV = {
     "PREDQ_BACKOFF_BASE_S": "0.05",
@@ -43,17 +43,6 @@ FAST_WORKER_ENV = {
 }
 
 
-def wait_for(condition: Callable[[], Any], *, timeout_s: float, what: str) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-
-
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[LocalRedis]:
     with LocalRedis() as server:
@@ -70,31 +59,18 @@ def redis_url(redis_server: LocalRedis) -> str:
     return redis_server.url
 
 
-class Sandbox:
-    """The sandbox subprocess and its control endpoints."""
+class Sandbox(SandboxControl):
+    """The sandbox subprocess, controlled through its endpoints."""
 
     def __init__(self, log_path: Path) -> None:
         args = ["--latency", "0.2", "--log-level", "warning", "--token", SANDBOX_TOKEN,
                 "--seed", "7"]  # fmt: skip
         self._process = SandboxProcess(args, log_path)
         self.url = self._process.url
-        self.http = httpx.Client(base_url=self.url, timeout=10)
-
-    def stats(self) -> dict[str, Any]:
-        response = self.http.get("/sandbox/stats")
-        response.raise_for_status()
-        return dict(response.json())
-
-    def faults(self, **settings: Any) -> dict[str, Any]:
-        response = self.http.post("/sandbox/faults", json=settings)
-        response.raise_for_status()
-        return dict(response.json())
-
-    def reset(self) -> None:
-        self.http.post("/sandbox/reset").raise_for_status()
+        super().__init__(self.url, token=SANDBOX_TOKEN)
 
     def close(self) -> None:
-        self.http.close()
+        super().close()
         self._process.stop()
 
 
@@ -130,7 +106,7 @@ class Workers:
         for _ in range(count):
             log_path = self.log_dir / f"worker-{len(self.processes)}.log"
             full_env = {
-                **os.environ,
+                **clean_env(),
                 **FAST_WORKER_ENV,
                 "REDIS_URL": self.redis_url,
                 "REPLICATE_BASE_URL": self.sandbox.url,
@@ -142,7 +118,7 @@ class Workers:
             self.logs.append(log_path)
             started.append(process)
         for process, log_path in zip(started, self.logs[-count:], strict=True):
-            wait_for(
+            eventually_blocking(
                 lambda p=process, path=log_path: _started(p, path),
                 timeout_s=20,
                 what="a worker to start",
@@ -185,7 +161,7 @@ def predq(redis_url: str, *args: str, stdin: str | None = None) -> subprocess.Co
     """Run the ``predq`` command against ``redis_url``."""
     return subprocess.run(
         [sys.executable, "-m", "producer.cli", *args],
-        env={**os.environ, "REDIS_URL": redis_url},
+        env={**clean_env(), "REDIS_URL": redis_url},
         input=stdin,
         capture_output=True,
         text=True,
@@ -197,3 +173,19 @@ def predq(redis_url: str, *args: str, stdin: str | None = None) -> subprocess.Co
 async def producer(redis_url: str) -> AsyncIterator[Producer]:
     async with Producer(config=Config(redis_url=redis_url)) as producer:
         yield producer
+
+
+async def record_when(
+    producer: Producer, job_id: str, check: Callable[[JobRecord], Any], timeout_s: float = 30
+) -> JobRecord:
+    """The job's record once ``check(record)`` is true; the test fails after ``timeout_s``."""
+    last: list[JobRecord | None] = [None]
+
+    async def ready() -> JobRecord | None:
+        last[0] = record = await producer.get(job_id)
+        return record if record is not None and check(record) else None
+
+    found: JobRecord = await eventually(
+        ready, timeout_s=timeout_s, what=f"job {job_id}", show=lambda: last[0]
+    )
+    return found

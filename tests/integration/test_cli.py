@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from devkit.launch import clean_env, free_port, start_worker, stop
+from devkit.wait import eventually_blocking
 from tests.integration.conftest import Sandbox, Workers, predq
 
 pytestmark = pytest.mark.integration
@@ -74,3 +80,67 @@ def test_wait_timeout_and_unreachable_redis(redis_url: str) -> None:
     assert down.returncode == 4
     assert "unavailable" in down.stderr
     assert "pw-secret" not in down.stderr
+
+
+def run(
+    args: list[str], env: dict[str, str], timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args, env={**clean_env(), **env}, capture_output=True, text=True, timeout=timeout_s
+    )
+
+
+@pytest.mark.parametrize("url", ["garbage", "http://user:pw-secret@host/0"])
+def test_a_malformed_redis_url_is_one_line_and_exit_6(url: str) -> None:
+    for command in (
+        [sys.executable, "-m", "producer.cli", "status", "x"],
+        [sys.executable, "-m", "arq", "worker.main.Settings"],
+    ):
+        result = run(command, {"REDIS_URL": url}, timeout_s=60)
+        assert result.returncode == 6, result.stderr
+        assert "REDIS_URL" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert "pw-secret" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "blocked", "extra"),
+    [(["demo"], "rich", "devkit"), (["sandbox", "--port", "8787"], "starlette", "sandbox")],
+)
+def test_a_missing_extra_is_named(command: list[str], blocked: str, extra: str) -> None:
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "from producer.cli import main\n"
+        f"sys.exit(main({command!r}))"
+    )
+    result = run([sys.executable, "-c", code], {})
+    assert result.returncode == 2
+    assert f"pip install 'predq[{extra}]'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_demo_with_two_jobs_and_a_replicate_token_runs_on_the_sandbox() -> None:
+    result = run(
+        [sys.executable, "-m", "producer.cli", "demo", "--jobs", "2"],
+        {"REPLICATE_API_TOKEN": "r8_a-real-looking-token-of-a-user-0000"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown = " ".join(result.stdout.split())  # rich wraps lines at the terminal's width
+    assert "no --model was given: the demo runs on the local sandbox" in shown
+    assert re.search(r"succeeded\W+2\b", shown), shown
+
+
+def test_a_worker_that_cannot_reach_redis_says_so_at_once(tmp_path: Path) -> None:
+    log = tmp_path / "worker.log"
+    env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "PREDQ_LOG_FORMAT": "json"}
+    worker = start_worker({**clean_env(), **env}, log)
+    try:
+        eventually_blocking(
+            lambda: "worker.redis_unavailable" in log.read_text(),
+            timeout_s=10,
+            what="the worker to report Redis unreachable",
+        )
+    finally:
+        stop([worker], timeout_s=5)
+    assert "connection refused" in log.read_text()

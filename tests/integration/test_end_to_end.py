@@ -9,7 +9,7 @@ import pytest
 
 from producer.client import Producer
 from producer.models import ErrorKind, JobState
-from tests.integration.conftest import SANDBOX_TOKEN, Sandbox, Workers
+from tests.integration.conftest import SANDBOX_TOKEN, Sandbox, Workers, record_when
 
 pytestmark = pytest.mark.integration
 
@@ -154,14 +154,8 @@ async def test_a_prediction_canceled_on_replicate_ends_canceled(
     workers.start()
     job = await producer.enqueue("sandbox/sleep", {"seconds": 20})
 
-    async def prediction_id() -> str:
-        while True:
-            record = await producer.get(job.id)
-            if record is not None and record.prediction_id:
-                return record.prediction_id
-            await asyncio.sleep(0.02)
-
-    pid = await asyncio.wait_for(prediction_id(), timeout=20)
+    running = await record_when(producer, job.id, lambda r: r.prediction_id, timeout_s=20)
+    pid = running.prediction_id
     async with httpx.AsyncClient() as client:
         response = await client.post(
             f"{sandbox.url}/v1/predictions/{pid}/cancel",

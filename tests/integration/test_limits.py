@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 
 from producer.client import Producer
 from producer.models import JobState
-from tests.integration.conftest import SANDBOX_TOKEN, Sandbox, Workers
+from tests.integration.conftest import Sandbox, Workers, record_when
 
 pytestmark = pytest.mark.integration
-
-
-def predictions(sandbox: Sandbox) -> list[dict[str, Any]]:
-    """Every prediction the sandbox made, through its Replicate list endpoint."""
-    found: list[dict[str, Any]] = []
-    url: str | None = f"{sandbox.url}/v1/predictions"
-    with httpx.Client(headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}) as client:
-        while url:
-            page = client.get(url).json()
-            found += page["results"]
-            url = page["next"]
-    return found
 
 
 def times(items: list[dict[str, Any]], field: str) -> list[datetime]:
@@ -41,7 +27,7 @@ async def test_creates_from_all_workers_stay_within_the_shared_rate(
     )
     done = [await producer.wait(job.id, timeout_s=60) for job in jobs]
     assert {r.state for r in done} == {JobState.SUCCEEDED}
-    created = times(predictions(sandbox), "created_at")
+    created = times(sandbox.predictions(), "created_at")
     assert len(created) == 40
     # 600/min is one create slot per 100 ms: any 2 s window holds at most 20 (+1 at its edge,
     # +1 for a request that the event loop sent a little after its slot). Unlimited, the three
@@ -58,17 +44,14 @@ async def test_a_429_pauses_every_worker(
     sandbox.faults(queue=[{"on": "create", "fault": "throttle"}], retry_after_s=2)
     workers.start(3, PREDQ_CREATES_PER_MIN="6000", PREDQ_REQUESTS_PER_MIN="60000")
     first = await producer.enqueue("sandbox/echo", {"first": True})
-    deadline = asyncio.get_running_loop().time() + 20
-    while not (record := await producer.get(first.id)) or not record.errors:
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.02)
+    record = await record_when(producer, first.id, lambda r: bool(r.errors), timeout_s=20)
     throttled_at = record.errors[0].at
     others = await producer.enqueue_many(
         [{"model": "sandbox/echo", "input": {"n": n}} for n in range(12)]
     )
     for job in [first, *others]:
         assert (await producer.wait(job.id, timeout_s=30)).state is JobState.SUCCEEDED
-    created = times(predictions(sandbox), "created_at")
+    created = times(sandbox.predictions(), "created_at")
     assert len(created) == 13
     # Whichever worker took them, no create went out during the 2 s pause.
     assert min(created) >= throttled_at + timedelta(seconds=1.9)
@@ -87,7 +70,7 @@ async def test_a_model_cap_holds_across_workers(
     done = [await producer.wait(job.id, timeout_s=60) for job in [*capped, *free]]
     assert {r.state for r in done} == {JobState.SUCCEEDED}
     assert all(r.attempts == 1 for r in done)  # waiting for a slot is not an attempt
-    made = predictions(sandbox)
+    made = sandbox.predictions()
     sleeps = [p for p in made if p["model"] == "sandbox/sleep"]
     edges = sorted(
         [(datetime.fromisoformat(p["created_at"].replace("Z", "+00:00")), 1) for p in sleeps]

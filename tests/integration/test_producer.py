@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from devkit.launch import free_port
+from devkit.local_redis import LocalRedis
 from producer import JobNotFound, JobState, Producer, RedisUnavailable, SyncProducer, WaitTimeout
 from producer.config import Config
 from producer.errors import InputTooLarge, InvalidInput, InvalidModelRef, InvalidRequest
-from sandbox.local_redis import LocalRedis, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -112,7 +113,15 @@ async def test_unreachable_redis_is_a_clear_error_not_a_hang() -> None:
             await producer.get("x")
     assert "s3cret-pass" not in str(raised.value)
     assert "***" in str(raised.value)
+    assert "connection refused" in str(raised.value)
     assert time.monotonic() - started < 30  # a generous bound: the point is "it returns"
+
+
+async def test_an_unknown_redis_host_says_so() -> None:
+    config = Config(redis_url="redis://no-such-host.invalid:6379/0", redis_timeout_s=1)
+    async with Producer(config=config) as producer:
+        with pytest.raises(RedisUnavailable, match="unknown host"):
+            await producer.get("x")
 
 
 async def test_a_redis_that_never_answers_is_a_clear_error_not_a_hang() -> None:
@@ -123,9 +132,9 @@ async def test_a_redis_that_never_answers_is_a_clear_error_not_a_hang() -> None:
         port = listener.getsockname()[1]
         config = Config(redis_url=f"redis://127.0.0.1:{port}/0", redis_timeout_s=0.3)
         async with Producer(config=config) as producer:
-            with pytest.raises(RedisUnavailable):
+            with pytest.raises(RedisUnavailable, match="answer"):
                 await producer.enqueue("sandbox/echo", {})
-            with pytest.raises(RedisUnavailable):
+            with pytest.raises(RedisUnavailable, match="answer"):
                 await producer.get("x")
     finally:
         listener.close()

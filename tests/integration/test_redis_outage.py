@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from devkit.local_redis import LocalRedis
+from devkit.wait import eventually
 from producer import RedisUnavailable
 from producer.client import Producer
 from producer.config import Config
 from producer.models import JobState
-from sandbox.local_redis import LocalRedis
 from tests.integration.conftest import Sandbox, Workers
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,12 @@ async def test_jobs_survive_a_redis_restart(
         processes = pool.start(2)
         async with Producer(config=config) as producer:
             jobs = [await producer.enqueue("sandbox/echo", {"n": n}) for n in range(30)]
-            await asyncio.sleep(0.3)  # let some start: the outage hits jobs in every state
+
+            # The outage hits jobs in flight: some have started (their predictions run).
+            async def started() -> bool:
+                return (await producer.counts())[JobState.RUNNING] > 0
+
+            await eventually(started, timeout_s=20, what="some jobs to start")
             own_redis.kill() if crash else own_redis.stop()
             with pytest.raises(RedisUnavailable, match="unavailable"):
                 await producer.enqueue("sandbox/echo", {"during": "outage"})

@@ -2,60 +2,37 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from devkit.launch import ReceiverProcess, clean_env, free_port
+from devkit.wait import eventually
 from producer import keys
 from producer.client import Producer
 from producer.models import ErrorKind, JobState
-from sandbox.launch import stop
-from sandbox.local_redis import free_port
-from tests.integration.conftest import SANDBOX_TOKEN, Sandbox, Workers, wait_for
+from tests.integration.conftest import SANDBOX_TOKEN, Sandbox, Workers
 
 pytestmark = pytest.mark.integration
 
 
-class Receiver:
-    def __init__(self, redis_url: str, sandbox: Sandbox, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/replicate/webhook"
-        env = {
-            **os.environ,
-            "REDIS_URL": redis_url,
-            "REPLICATE_BASE_URL": sandbox.url,  # it asks the sandbox for the signing secret
-            "REPLICATE_API_TOKEN": SANDBOX_TOKEN,
-        }
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker.webhook_receiver", "--host", "127.0.0.1",
-                 "--port", str(self.port)],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        wait_for(self._healthy, timeout_s=20, what="the webhook receiver")
-
-    def _healthy(self) -> bool:
-        assert self.process.poll() is None, "the receiver exited"
-        try:
-            return httpx.get(f"http://127.0.0.1:{self.port}/health").status_code == 200
-        except httpx.TransportError:
-            return False
-
-
 @pytest.fixture
-def receiver(redis_url: str, sandbox: Sandbox, tmp_path: Path) -> Iterator[Receiver]:
-    server = Receiver(redis_url, sandbox, tmp_path / "receiver.log")
+def receiver(redis_url: str, sandbox: Sandbox, tmp_path: Path) -> Iterator[ReceiverProcess]:
+    env = {
+        **clean_env(),
+        "REDIS_URL": redis_url,
+        "REPLICATE_BASE_URL": sandbox.url,  # it asks the sandbox for the signing secret
+        "REPLICATE_API_TOKEN": SANDBOX_TOKEN,
+    }
+    server = ReceiverProcess(env, tmp_path / "receiver.log")
     yield server
-    stop([server.process])
+    server.stop()
 
 
 async def test_webhooks_replace_polling(
-    producer: Producer, workers: Workers, sandbox: Sandbox, receiver: Receiver
+    producer: Producer, workers: Workers, sandbox: Sandbox, receiver: ReceiverProcess
 ) -> None:
     workers.start(2, PREDQ_WEBHOOK_URL=receiver.url, PREDQ_WEBHOOK_FALLBACK_POLL_S="30")
     jobs = await producer.enqueue_many(
@@ -87,9 +64,14 @@ async def test_a_lost_webhook_falls_back_to_polling(
     record = await producer.wait(job.id, timeout_s=30)
     assert record.state is JobState.SUCCEEDED
     assert sandbox.stats()["polls"] >= 1
+    # The prediction was created with the webhook, and its delivery failed (1 + 3 retries over
+    # 3.5 s): without webhook mode, nothing would have been sent at all.
+    await eventually(
+        lambda: sandbox.stats()["webhooks_failed"] >= 1, timeout_s=10, what="a lost webhook"
+    )
 
 
-def test_a_forged_webhook_is_rejected(receiver: Receiver, redis_url: str) -> None:
+def test_a_forged_webhook_is_rejected(receiver: ReceiverProcess, redis_url: str) -> None:
     body = b'{"id": "forged", "status": "succeeded", "output": "pwned"}'
     headers = {
         "webhook-id": "msg_1",

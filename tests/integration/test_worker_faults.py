@@ -14,24 +14,13 @@ import time
 import pytest
 import redis
 
+from devkit.wait import eventually
 from producer import keys
 from producer.client import Producer
-from producer.models import ErrorKind, JobRecord, JobState
-from tests.integration.conftest import Sandbox, Workers
+from producer.models import ErrorKind, JobState
+from tests.integration.conftest import Sandbox, Workers, record_when
 
 pytestmark = pytest.mark.integration
-
-
-async def until(producer: Producer, job_id: str, check: object, timeout_s: float = 30) -> JobRecord:
-    """Poll the record until ``check(record)`` is true; fail the test after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    record = None
-    while time.monotonic() < deadline:
-        record = await producer.get(job_id)
-        if record is not None and check(record):  # type: ignore[operator]
-            return record
-        await asyncio.sleep(0.05)
-    pytest.fail(f"timed out; last record: {record}")
 
 
 async def test_a_killed_workers_jobs_resume_their_predictions_elsewhere(
@@ -43,7 +32,9 @@ async def test_a_killed_workers_jobs_resume_their_predictions_elsewhere(
         for n in range(3)
     ]
     for job in jobs:
-        await until(producer, job.id, lambda r: r.state is JobState.RUNNING and r.prediction_id)
+        await record_when(
+            producer, job.id, lambda r: r.state is JobState.RUNNING and r.prediction_id
+        )
     workers.start(PREDQ_LEASE_S="3")
     first.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -65,7 +56,7 @@ async def test_a_job_that_kills_every_worker_is_failed_as_a_poison_pill(
     job = await producer.enqueue("sandbox/sleep", {"seconds": 60})
     for recoveries in range(3):
         [worker] = workers.start(**env)
-        await until(
+        await record_when(
             producer,
             job.id,
             lambda r, n=recoveries: r.state is JobState.RUNNING and r.recoveries == n,
@@ -73,7 +64,7 @@ async def test_a_job_that_kills_every_worker_is_failed_as_a_poison_pill(
         worker.send_signal(signal.SIGKILL)
         worker.wait()
     workers.start(**env)
-    record = await until(producer, job.id, lambda r: r.is_final)
+    record = await record_when(producer, job.id, lambda r: r.is_final)
     assert record.state is JobState.FAILED
     assert record.error is not None
     assert record.error.kind is ErrorKind.CRASHED
@@ -86,7 +77,7 @@ async def test_sigterm_hands_running_jobs_over_without_counting_or_recreating(
 ) -> None:
     [leaving] = workers.start(PREDQ_SHUTDOWN_GRACE_S="1")
     long_job = await producer.enqueue("sandbox/sleep", {"seconds": 5})
-    await until(producer, long_job.id, lambda r: r.prediction_id is not None)
+    await record_when(producer, long_job.id, lambda r: r.prediction_id is not None)
     leaving.send_signal(signal.SIGTERM)
     assert leaving.wait(timeout=20) == 0
     handed = await producer.get(long_job.id)
@@ -105,7 +96,7 @@ async def test_sigterm_lets_short_jobs_finish_within_the_grace_period(
 ) -> None:
     [leaving] = workers.start(PREDQ_SHUTDOWN_GRACE_S="10")
     job = await producer.enqueue("sandbox/sleep", {"seconds": 1})
-    await until(producer, job.id, lambda r: r.prediction_id is not None)
+    await record_when(producer, job.id, lambda r: r.prediction_id is not None)
     leaving.send_signal(signal.SIGTERM)
     assert leaving.wait(timeout=20) == 0
     record = await producer.get(job.id)
@@ -118,13 +109,15 @@ async def test_canceling_a_running_job_stops_it_and_its_prediction(
 ) -> None:
     workers.start(PREDQ_LEASE_S="3")
     job = await producer.enqueue("sandbox/sleep", {"seconds": 60})
-    await until(producer, job.id, lambda r: r.prediction_id is not None)
+    await record_when(producer, job.id, lambda r: r.prediction_id is not None)
     canceled = await producer.cancel(job.id)
     assert canceled.state is JobState.CANCELED
-    deadline = time.monotonic() + 4  # noticed within lease_s / 3 (1 s) + a request
-    while sandbox.stats()["canceled"] < 1:
-        assert time.monotonic() < deadline, "the prediction was not canceled on Replicate"
-        await asyncio.sleep(0.1)
+    # noticed within lease_s / 3 (1 s) + a request
+    await eventually(
+        lambda: sandbox.stats()["canceled"] >= 1,
+        timeout_s=4,
+        what="the prediction canceled on Replicate",
+    )
     record = await producer.get(job.id)
     assert record is not None
     assert record.state is JobState.CANCELED
@@ -190,16 +183,17 @@ async def test_canceling_a_handed_over_job_cancels_its_prediction(
 ) -> None:
     [leaving] = workers.start(PREDQ_SHUTDOWN_GRACE_S="0")
     job = await producer.enqueue("sandbox/sleep", {"seconds": 60})
-    await until(producer, job.id, lambda r: r.prediction_id is not None)
+    await record_when(producer, job.id, lambda r: r.prediction_id is not None)
     leaving.send_signal(signal.SIGTERM)
     assert leaving.wait(timeout=20) == 0
     assert (await producer.cancel(job.id)).state is JobState.CANCELED
     assert sandbox.stats()["canceled"] == 0  # nobody runs the job: its prediction still runs
     workers.start()  # the next delivery finds the job canceled and cancels its prediction
-    deadline = time.monotonic() + 15
-    while sandbox.stats()["canceled"] < 1:
-        assert time.monotonic() < deadline, "the handed-over prediction was left running"
-        await asyncio.sleep(0.1)
+    await eventually(
+        lambda: sandbox.stats()["canceled"] >= 1,
+        timeout_s=15,
+        what="the handed-over prediction canceled",
+    )
 
 
 async def test_a_worker_killed_mid_create_does_not_cost_a_second_prediction(
@@ -208,10 +202,8 @@ async def test_a_worker_killed_mid_create_does_not_cost_a_second_prediction(
     sandbox.faults(queue=[{"on": "create", "fault": "slow"}], slow_s=30)
     [doomed] = workers.start(PREDQ_LEASE_S="2")
     job = await producer.enqueue("sandbox/echo", {"order": 993})
-    deadline = time.monotonic() + 15
-    while sandbox.stats()["created"] < 1:  # the create reached Replicate; its answer is held
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
+    # the create reached Replicate; its answer is held
+    await eventually(lambda: sandbox.stats()["created"] >= 1, timeout_s=15, what="the create")
     doomed.send_signal(signal.SIGKILL)
     workers.start(PREDQ_LEASE_S="2")
     record = await producer.wait(job.id, timeout_s=30)

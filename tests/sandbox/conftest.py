@@ -2,21 +2,14 @@
 
 In-process: `make_sandbox(config)` builds an app with its lifespan running and returns the
 real `replicate.Client` and a raw `httpx.AsyncClient`, both over `httpx.ASGITransport`.
-Loopback: `live_url` is a `python -m sandbox --port 0` subprocess shared by the session,
-reset (predictions, counters, queue and settings) before each test that uses it.
+Loopback: `live_url` is a `python -m sandbox --port 0` subprocess (devkit's launcher) shared by
+the session, reset (predictions, counters, queue and settings) before each test that uses it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
-import os
-import selectors
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,13 +19,13 @@ import pytest
 import replicate
 from starlette.applications import Starlette
 
+from devkit.launch import SandboxProcess
 from sandbox import SandboxConfig, create_app
 from sandbox.state import Sandbox
 
 BASE_URL = "http://sandbox"
 TOKEN = "test-token"
 LIVE_LATENCY_S = 0.05
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclasses.dataclass
@@ -102,87 +95,31 @@ async def sb(make_sandbox: MakeSandbox) -> InProcess:
     return await make_sandbox()
 
 
-async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
-    timeout_s: float = 5.0,
-    interval_s: float = 0.01,
-) -> None:
-    """Wait until `check()` is true, polling; fail the test after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(interval_s)
-
-
-@dataclasses.dataclass
-class LiveServer:
-    """A sandbox server process on loopback."""
-
-    process: subprocess.Popen[bytes]
-    url: str
-
-
-def start_server(*args: str, timeout_s: float = 20.0) -> LiveServer:
-    """Start `python -m sandbox --port 0 ARGS` and wait for its `listening` line."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO_ROOT,
-        env={**os.environ, "SANDBOX_TOKEN": ""},
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout_s
-    line = b""
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        while not line.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not selector.select(remaining):
-                stop_server(process)
-                pytest.fail(f"sandbox did not print its listening line within {timeout_s} s")
-            chunk = os.read(process.stdout.fileno(), 1)
-            if not chunk:
-                stop_server(process)
-                pytest.fail(f"sandbox exited before listening: {line!r}")
-            line += chunk
-    prefix = "sandbox listening on "
-    text = line.decode().strip()
-    assert text.startswith(prefix), text
-    return LiveServer(process=process, url=text.removeprefix(prefix))
-
-
-def stop_server(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> int:
-    """SIGTERM the server and wait; returns its exit code (kills it if it hangs)."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        code = process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise
-    finally:
-        if process.stdout is not None:
-            process.stdout.close()
-    return code
-
-
 @pytest.fixture(scope="session")
-def live_server() -> Iterator[LiveServer]:
-    server = start_server("--latency", str(LIVE_LATENCY_S))
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    log = tmp_path_factory.mktemp("sandbox") / "live.log"
+    server = SandboxProcess(["--latency", str(LIVE_LATENCY_S)], log)
     yield server
-    assert stop_server(server.process) == 0
+    assert server.stop() == 0
 
 
 @pytest.fixture
-def live_url(live_server: LiveServer) -> str:
+def start_server(tmp_path: Path) -> Iterator[Callable[..., SandboxProcess]]:
+    """Starts `python -m sandbox --port 0 ARGS` processes, stopped when the test ends."""
+    started: list[SandboxProcess] = []
+
+    def start(*args: str) -> SandboxProcess:
+        server = SandboxProcess(list(args), tmp_path / f"sandbox-{len(started)}.log")
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def live_url(live_server: SandboxProcess) -> str:
     """The loopback sandbox's base URL, reset to a clean state with default fault settings."""
     defaults = SandboxConfig(latency_s=LIVE_LATENCY_S).fault_settings()
     with httpx.Client(base_url=live_server.url) as http:

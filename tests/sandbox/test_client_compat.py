@@ -11,9 +11,10 @@ import pytest
 from replicate.exceptions import ModelError, ReplicateError
 from replicate.version import Versions
 
+from devkit.wait import eventually
 from sandbox import SandboxConfig
 from sandbox.models import DEFAULT_FAIL_MESSAGE, version_id
-from tests.sandbox.conftest import InProcess, MakeSandbox, eventually
+from tests.sandbox.conftest import InProcess, MakeSandbox
 
 ID_PATTERN = re.compile(r"^[a-z2-7]{26}$")
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

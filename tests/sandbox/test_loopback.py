@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
@@ -16,17 +16,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from devkit.launch import SandboxProcess
+from devkit.wait import eventually
 from sandbox.cli import main
-from tests.sandbox.conftest import (
-    ClientFactory,
-    LiveServer,
-    eventually,
-    start_server,
-    stop_server,
-)
+from tests.sandbox.conftest import ClientFactory
+
+StartServer = Callable[..., SandboxProcess]
 
 
-def test_listening_line_has_the_real_port(live_server: LiveServer) -> None:
+def test_listening_line_has_the_real_port(live_server: SandboxProcess) -> None:
     host, port = live_server.url.removeprefix("http://").split(":")
     assert host == "127.0.0.1"
     assert int(port) > 0
@@ -100,7 +98,7 @@ async def test_webhook_over_loopback(
         assert prediction.id in body
 
 
-async def test_token_and_sigint(replicate_client: ClientFactory) -> None:
+async def test_token_and_sigint(replicate_client: ClientFactory, start_server: StartServer) -> None:
     server = start_server("--token", "s3cret", "--latency", "0")
     try:
         assert await replicate_client(server.url, "s3cret").async_run("a/b", input={"x": 1}) == {
@@ -111,7 +109,7 @@ async def test_token_and_sigint(replicate_client: ClientFactory) -> None:
         assert caught.value.status == 401
     finally:
         server.process.send_signal(signal.SIGINT)
-        code = stop_server(server.process)
+        code = server.stop()
     assert code == 0
 
 
@@ -120,7 +118,7 @@ def test_cli_rejects_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
     assert "throttle_rate" in capsys.readouterr().err
 
 
-async def test_sigterm_answers_held_requests_and_exits_cleanly() -> None:
+async def test_sigterm_answers_held_requests_and_exits_cleanly(start_server: StartServer) -> None:
     server = start_server("--latency", "100")
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
@@ -141,5 +139,5 @@ async def test_sigterm_answers_held_requests_and_exits_cleanly() -> None:
         assert response.status_code == 201
         assert response.json()["status"] == "starting"
     finally:
-        code = stop_server(server.process)
+        code = server.stop()
     assert code == 0

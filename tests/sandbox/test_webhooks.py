@@ -15,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from devkit.wait import eventually
 from sandbox import SandboxConfig
 from sandbox.webhooks import sign
-from tests.sandbox.conftest import InProcess, MakeSandbox, eventually
+from tests.sandbox.conftest import InProcess, MakeSandbox
 
 HOOK_URL = "http://receiver/hook"
 

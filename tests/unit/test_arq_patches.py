@@ -63,8 +63,9 @@ async def test_other_errors_still_surface() -> None:
 
 
 def test_applied_once_by_the_worker_settings() -> None:
-    import worker.main  # noqa: F401  (importing builds Settings, which applies the patches)
+    from worker.main import build_settings
 
+    build_settings({})  # what arq's CLI does when it looks up worker.main.Settings
     assert getattr(Worker, "_predq_patched", False)
     before = Worker._poll_iteration
     arq_patches.apply()

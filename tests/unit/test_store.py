@@ -7,7 +7,7 @@ import json
 import fakeredis
 import pytest
 
-from producer import clock, keys
+from producer import arq_wire, clock, keys
 from producer.config import Config
 from producer.models import ErrorInfo, ErrorKind, JobRequest, JobState
 from producer.store import JobStore
@@ -32,7 +32,7 @@ async def test_create_writes_record_index_and_arq_entry(
     assert await store.get(record.id) == record
     assert await store.list_ids(JobState.QUEUED) == [record.id]
     assert await fake_redis.zscore(config.queue_name, record.id) is not None
-    payload = json.loads(await fake_redis.get(keys.arq_job(record.id)))
+    payload = json.loads(await fake_redis.get(arq_wire.job_key(record.id)))
     assert payload["f"] == "run_prediction"
     assert payload["a"] == [record.id]
     assert await fake_redis.ttl(keys.job(record.id)) == -1  # live records never expire

