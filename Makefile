@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# make demo MODEL=owner/name (with REPLICATE_API_TOKEN set) runs the demo on the real API.
+MODEL ?=
 demo: $(STAMP)
-	$(BIN)/predq demo
+	$(BIN)/predq demo $(if $(MODEL),--model $(MODEL))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

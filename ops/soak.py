@@ -130,7 +130,7 @@ class Soak:
             env = {**clean_env(), **WORKER_ENV, "REDIS_URL": redis_server.url,
                    "REPLICATE_BASE_URL": sandbox.url}  # fmt: skip
             workers = [self._start_worker(env, n) for n in range(self.worker_count)]
-            config = Config(redis_url=redis_server.url, redis_timeout_s=2)
+            config = Config.from_env({}, redis_url=redis_server.url, redis_timeout_s=2)
             try:
                 async with Producer(config=config) as producer:
                     ids = await self._enqueue_all(producer)

@@ -30,7 +30,7 @@ from worker.webhook_wait import WebhookWaiters
 log = structlog.get_logger(__name__)
 
 _PAGE_TRIES = 5
-#: Connections per replicate client: a worker uses one client per 25 slots (ops/bench.py's
+#: Connections per replicate client: a worker uses one client per 25 slots (ops/bench/'s
 #: I/O row measured 25 against 10 and 100).
 _POOL_SIZE = 25
 _POLL_BACKOFF_MAX_S = 30.0

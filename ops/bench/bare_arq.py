@@ -1,6 +1,6 @@
 """A bare arq worker for ``ops.bench``: predq's replicate call and nothing else (the baseline).
 
-    python -m arq ops.bench_arq.Settings        (started by ``python -m ops.bench``)
+    python -m arq ops.bench.bare_arq.Settings        (started by ``python -m ops.bench``)
 
 One function, ``predict(model, input)``, does what predq's job does at its core:
 ``replicate.Client.async_run(model, input=..., wait=5, use_file_output=False)`` (``Prefer:
