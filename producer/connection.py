@@ -44,15 +44,23 @@ def connect_redis(config: Config) -> aioredis.Redis:
 
 
 async def bounded(call: Awaitable[T], config: Config) -> T:
-    """``call``, or RedisUnavailable if Redis has not answered within ``BOUND_TIMEOUTS`` timeouts."""
+    """``call``, or RedisUnavailable if Redis has not answered within ``BOUND_TIMEOUTS`` timeouts.
+
+    A cancellation requested while a redis-py 5 command is in flight can be lost (the command
+    completes and the task goes on): it is raised here instead, so that a Ctrl-C or a web
+    request's cancellation stops the caller."""
     limit_s = BOUND_TIMEOUTS * config.redis_timeout_s
     try:
         async with asyncio.timeout(limit_s):
-            return await call
+            result = await call
     except TimeoutError:
         raise RedisUnavailable(
             f"Redis at {config.redis_url_redacted} did not answer within {limit_s:g} s"
         ) from None
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
+    return result
 
 
 @contextmanager

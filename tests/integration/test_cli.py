@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -144,3 +145,27 @@ def test_a_worker_that_cannot_reach_redis_says_so_at_once(tmp_path: Path) -> Non
     finally:
         stop([worker], timeout_s=5)
     assert "connection refused" in log.read_text()
+
+
+def test_ctrl_c_on_the_demo_says_what_it_waits_for_and_stops_everything() -> None:
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "producer.cli", "demo", "--jobs", "50"],
+        env={**clean_env(), "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # As in a terminal: a background job (CI's shell) inherits SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert demo.stdout is not None
+    seen: list[str] = []
+    for line in demo.stdout:  # until the jobs are in flight
+        seen.append(line)
+        if "enqueued" in line:
+            break
+    demo.send_signal(signal.SIGINT)
+    out, _ = demo.communicate(timeout=60)
+    shown = " ".join(("".join(seen) + out).split())
+    assert demo.returncode == 130, shown
+    assert "stopping 2 workers" in shown
+    assert "Ctrl-C again to stop at once" in shown

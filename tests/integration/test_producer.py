@@ -162,3 +162,17 @@ async def test_a_full_redis_refuses_in_one_line_without_the_input(tmp_path: Path
     for error in (raised.value, batch.value):
         assert "user-private-prompt" not in str(error)
         assert len(str(error).splitlines()) == 1
+
+
+async def test_a_cancellation_during_a_call_is_not_lost(producer: Producer) -> None:
+    """redis-py 5 can finish a command whose task was cancelled meanwhile and carry on; the
+    producer raises the cancellation instead (a Ctrl-C, a web request that went away)."""
+
+    async def cancelled_mid_call() -> str:
+        await producer.get("warm-up")  # a connection in the pool: the next call need not wait
+        asyncio.current_task().cancel()  # type: ignore[union-attr]
+        await producer.get("no-such-job")
+        return "went on"
+
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.create_task(cancelled_mid_call())
