@@ -167,3 +167,43 @@ class ReceiverProcess:
 
     def stop(self) -> None:
         stop([self.process])
+
+
+class S3Server:
+    """An S3-compatible server on a free loopback port (moto's, ``moto_server``), with
+    ``bucket`` created: what the output-store tests and the bench copy files into."""
+
+    def __init__(self, log_path: Path, bucket: str = "predq-outputs") -> None:
+        self.port = free_port()
+        self.bucket = bucket
+        command = [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1",
+                   "-p", str(self.port)]  # fmt: skip
+        self.process = spawn(command, clean_env(), log_path)
+        from devkit.wait import eventually_blocking
+
+        eventually_blocking(self._bucket_made, timeout_s=READY_TIMEOUT_S, what="the S3 server")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, prefix: str = "outputs") -> dict[str, str]:
+        """The settings that point predq's output store at this server."""
+        return {
+            "PREDQ_OUTPUT_STORE": f"s3://{self.bucket}/{prefix}",
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "predq-test",
+            "AWS_SECRET_ACCESS_KEY": "predq-test-secret-0000",
+        }
+
+    def _bucket_made(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError("the S3 server exited at start")
+        try:
+            return httpx.put(f"{self.endpoint}/{self.bucket}", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self) -> None:
+        stop([self.process])

@@ -3,10 +3,11 @@
     predq enqueue MODEL --input JSON [--idempotency-key K] [--wait [--timeout S]] [--json]
     predq status ID [--json]          predq wait ID [--timeout S] [--json]
     predq cancel ID [--json]          predq failed [--limit N] [--json]
-    predq retry ID | --all-failed     predq sandbox [...]          predq demo [...]
+    predq retry ID | --all-failed     predq files ID [-o DIR]
+    predq sandbox [...]               predq demo [...]
 
 Exit codes: 0 success; 1 the job ended failed or canceled (or is not failed, for ``retry``); 2 bad
-arguments or input; 3 no such job; 4 Redis unavailable; 5 ``--timeout`` passed before the job
+arguments or input; 3 no such job (or file); 4 Redis unavailable; 5 ``--timeout`` passed before the job
 finished; 6 bad settings. Errors are one line on stderr.
 """
 
@@ -14,17 +15,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from producer.client import Producer
 from producer.config import Config
 from producer.errors import (
     ConfigError,
+    FileUnavailable,
     InvalidRequest,
     JobNotFound,
     JobNotRetryable,
@@ -47,6 +50,7 @@ _EXIT_CODES: tuple[tuple[type[PredqError], int], ...] = (
     (WaitTimeout, EXIT_TIMEOUT),
     (ConfigError, EXIT_CONFIG),
     (JobNotRetryable, EXIT_JOB_UNSUCCESSFUL),
+    (FileUnavailable, EXIT_NOT_FOUND),
 )
 _OUTPUT_PREVIEW_CHARS = 500
 _RETRY_ALL_LIMIT = 100_000
@@ -92,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
     wait.add_argument("--json", action="store_true", help="print the record as JSON")
 
+    files = commands.add_parser("files", help="download a job's output files from the store")
+    files.add_argument("id")
+    files.add_argument("-o", "--output-dir", default=".", metavar="DIR", help="where (%(default)s)")
+
     failed = commands.add_parser("failed", help="list failed jobs (the dead letters)")
     failed.add_argument("--limit", type=int, default=100, help="at most this many (%(default)s)")
     failed.add_argument("--json", action="store_true", help="one JSON record per line")
@@ -126,6 +134,10 @@ def render(record: JobRecord) -> str:
         ("prediction_id", record.prediction_id or "-"),
         ("created_at", record.created_at.isoformat(timespec="seconds")),
     ]
+    if record.phase is not None:
+        rows.append(("phase", record.phase.value))
+    if record.progress is not None:
+        rows.append(("progress", f"{record.progress:.0%}"))
     if record.finished_at is not None:
         rows.append(("finished_at", record.finished_at.isoformat(timespec="seconds")))
     if record.recoveries:
@@ -134,12 +146,41 @@ def render(record: JobRecord) -> str:
         rows.append(
             ("error", f"[{record.error.kind.value}] {record.error.message.splitlines()[0]}")
         )
+    if record.metrics:
+        rows.append(("metrics", ", ".join(f"{k} {v:.2f} s" for k, v in record.metrics.items())))
     if record.state is JobState.SUCCEEDED:
         output = json.dumps(record.output)
         if len(output) > _OUTPUT_PREVIEW_CHARS:
             output = output[:_OUTPUT_PREVIEW_CHARS] + "... (--json for all)"
         rows.append(("output", output))
+    for n, file in enumerate(record.files):
+        rows.append((f"file {n}", f"{file.url} ({file.content_type}, {file.size_bytes:,} bytes)"))
+    if record.logs and not record.is_final:
+        rows.append(("logs", record.logs.strip().splitlines()[-1][:200]))
     return "\n".join(f"{name + ':':<15}{value}" for name, value in rows)
+
+
+async def _download(producer: Producer, job_id: str, directory: Path) -> int:
+    """``predq files``: every output file of the job into ``directory``, checked by sha256."""
+    record = await producer.get(job_id)
+    if record is None:
+        raise JobNotFound(job_id)
+    if not record.files:
+        print(f"job {job_id} has no output files in the store", file=sys.stderr)
+        return EXIT_JOB_UNSUCCESSFUL
+    directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (a CLI: nothing else runs)
+    for n, file in enumerate(record.files):
+        path = directory / f"{job_id}-{n}{PurePosixPath(file.url).suffix}"
+        digest = hashlib.sha256()
+        with path.open("wb") as out:
+            async for chunk in producer.open_file(job_id, n):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != file.sha256:
+            path.unlink()
+            raise FileUnavailable(f"{file.url} does not match its sha256; not kept")
+        print(f"{path}  {file.size_bytes:,} bytes  sha256 {file.sha256[:12]}... ok")
+    return 0
 
 
 def _dead_letter_line(record: JobRecord) -> str:
@@ -202,6 +243,8 @@ async def _run_job_command(args: argparse.Namespace, config: Config) -> int:
             return 0
         elif args.command == "retry":
             return await _retry(producer, args)
+        elif args.command == "files":
+            return await _download(producer, args.id, Path(args.output_dir))
         else:
             record = await producer.cancel(args.id)
             _show(record, args.json)

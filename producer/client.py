@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -23,12 +23,14 @@ import redis.asyncio as aioredis
 from producer.config import Config
 from producer.connection import bounded, connect_redis
 from producer.errors import (
+    FileUnavailable,
     InvalidRequest,
     JobNotFound,
     JobNotRetryable,
     WaitTimeout,
 )
-from producer.models import JobRecord, JobRequest, JobState
+from producer.models import JobRecord, JobRequest, JobState, OutputFile
+from producer.outputs import OutputStore
 from producer.store import JobStore
 
 T = TypeVar("T")
@@ -56,6 +58,7 @@ class Producer:
     ) -> None:
         self.config = config or Config.from_env(os.environ, redis_url=redis_url)
         self._owns_redis = redis is None
+        self._store_of_outputs: OutputStore | None = None
         self._redis: aioredis.Redis | None = redis
         self._store: JobStore | None = JobStore(redis, self.config) if redis is not None else None
 
@@ -219,6 +222,46 @@ class Producer:
     async def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
         """Records for ``job_ids`` in one round trip, in order (None where a job is unknown)."""
         return await self._bounded(self._jobs.get_many(list(job_ids)))
+
+    async def file_url(self, job_id: str, n: int = 0, *, expires_s: int = 3600) -> str:
+        """A URL a browser can fetch output file ``n`` of the job from: presigned for
+        ``expires_s`` seconds in S3; for a local store, ``predq serve``'s
+        ``/v1/jobs/{id}/files/{n}`` (under ``PREDQ_API_URL`` if set).
+
+        Raises JobNotFound, or FileUnavailable when the job has no file ``n``."""
+        file = await self._file(job_id, n)
+        if self._outputs.location.kind == "s3":
+            return await self._outputs.signed_url(file.url, expires_s)
+        base = (self.config.api_url or "").rstrip("/")
+        return f"{base}/v1/jobs/{job_id}/files/{n}"
+
+    async def open_file(self, job_id: str, n: int = 0) -> AsyncIterator[bytes]:
+        """Output file ``n`` of the job, streamed in chunks from the output store.
+
+        Raises JobNotFound, or FileUnavailable when the job has no file ``n`` or it is gone."""
+        file = await self._file(job_id, n)
+        async for chunk in self._outputs.chunks(file.url):
+            yield chunk
+
+    async def read_file(self, job_id: str, n: int = 0) -> bytes:
+        """Output file ``n`` of the job, whole (``open_file`` streams it)."""
+        return b"".join([chunk async for chunk in self.open_file(job_id, n)])
+
+    async def _file(self, job_id: str, n: int) -> OutputFile:
+        record = await self.get(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        if not 0 <= n < len(record.files):
+            raise FileUnavailable(
+                f"job {job_id!r} has {len(record.files)} output files, not {n + 1}"
+            )
+        return record.files[n]
+
+    @property
+    def _outputs(self) -> OutputStore:
+        if self._store_of_outputs is None:
+            self._store_of_outputs = self.config.outputs()
+        return self._store_of_outputs
 
     async def counts(self) -> dict[JobState, int]:
         """How many jobs are in each state (one round trip; final ones within retention)."""

@@ -14,6 +14,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from producer.errors import ConfigError
+from producer.outputs import DEFAULT_STORE, OutputStore, StoreLocation, s3_config
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -86,7 +87,8 @@ class Config(EnvSettings):
     """What producers and workers share: where Redis is, the queue, limits and retention.
 
     Environment: ``REDIS_URL``, ``PREDQ_QUEUE``, ``PREDQ_MAX_INPUT_BYTES``, ``PREDQ_RETENTION_S``,
-    ``PREDQ_IDEMPOTENCY_WINDOW_S``, ``PREDQ_REDIS_TIMEOUT_S``.
+    ``PREDQ_IDEMPOTENCY_WINDOW_S``, ``PREDQ_REDIS_TIMEOUT_S``, ``PREDQ_OUTPUT_STORE`` and the
+    ``AWS_*`` settings of an S3 output store.
     """
 
     redis_url: str = Field(DEFAULT_REDIS_URL, alias="REDIS_URL", repr=False, min_length=1)
@@ -99,6 +101,45 @@ class Config(EnvSettings):
     idempotency_window_s: int = Field(86400, alias="PREDQ_IDEMPOTENCY_WINDOW_S", ge=1)
     #: Connect and command timeout against Redis; a producer call never hangs longer than this.
     redis_timeout_s: float = Field(5.0, alias="PREDQ_REDIS_TIMEOUT_S", gt=0)
+    #: Where output files are copied: a directory, s3://bucket/prefix, or none (producer/outputs.py).
+    output_store: str = Field(
+        DEFAULT_STORE, alias="PREDQ_OUTPUT_STORE", min_length=1, validate_default=True
+    )
+    #: Where ``predq serve`` is reachable (``https://predq.example.com``): links to output files
+    #: in a local store point there; unset, they are paths (``/v1/jobs/{id}/files/{n}``).
+    api_url: str | None = Field(None, alias="PREDQ_API_URL")
+    #: S3 and S3-compatible stores, the usual way.
+    aws_endpoint_url: str | None = Field(None, alias="AWS_ENDPOINT_URL")
+    aws_region: str | None = Field(None, alias="AWS_REGION")
+    aws_default_region: str | None = Field(None, alias="AWS_DEFAULT_REGION")
+    aws_access_key_id: str | None = Field(None, alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(None, alias="AWS_SECRET_ACCESS_KEY", repr=False)
+    aws_session_token: SecretStr | None = Field(None, alias="AWS_SESSION_TOKEN", repr=False)
+
+    @field_validator("output_store")
+    @classmethod
+    def _check_output_store(cls, value: str) -> str:
+        try:
+            location = StoreLocation.parse(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("PREDQ_OUTPUT_STORE: ")) from None
+        if location.kind == "local":
+            return location.url("").rstrip("/")  # absolute: every process finds the same place
+        return value
+
+    def outputs(self) -> OutputStore:
+        """The output store these settings name."""
+        secret = self.aws_secret_access_key
+        token = self.aws_session_token
+        env = {
+            "AWS_ENDPOINT_URL": self.aws_endpoint_url or "",
+            "AWS_REGION": self.aws_region or "",
+            "AWS_DEFAULT_REGION": self.aws_default_region or "",
+            "AWS_ACCESS_KEY_ID": self.aws_access_key_id or "",
+            "AWS_SECRET_ACCESS_KEY": secret.get_secret_value() if secret else "",
+            "AWS_SESSION_TOKEN": token.get_secret_value() if token else "",
+        }
+        return OutputStore(StoreLocation.parse(self.output_store), s3_config(env))
 
     @field_validator("redis_url")
     @classmethod

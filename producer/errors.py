@@ -9,6 +9,7 @@
     ├── JobNotFound          (also LookupError) no record with that id (never reported as "queued")
     ├── JobNotRetryable      re-drive was asked for a job that is not in the ``failed`` state
     ├── WaitTimeout          (also TimeoutError) ``wait`` gave up before the job reached a final state
+    ├── FileUnavailable      an output file is not in the store (or cannot be, with this setup)
     └── RedisUnavailable     Redis could not be reached or did not answer in time
 
 Every message is one line, names the offending value where that is safe, and never contains a
@@ -56,6 +57,11 @@ class JobNotRetryable(PredqError):
 
 class WaitTimeout(PredqError, TimeoutError):
     """``wait`` gave up before the job reached a final state; the job itself goes on."""
+
+
+class FileUnavailable(PredqError):
+    """An output file cannot be read or linked: the job has no such file, it is no longer in
+    the output store, or the store needs what is not installed (obstore, for S3)."""
 
 
 class RedisUnavailable(PredqError):

@@ -14,6 +14,8 @@
 | predq:ratelimit:{kind}        | string | the bucket's horizon: GCRA time       | worker (ratelimit.py)   | worker            |
 | predq:ratelimit:{kind}:pause  | string | Retry-After of the last 429           | worker (ratelimit.py)   | worker            |
 | predq:model-slots:{model}     | zset   | 2 x lease_s: jobs holding a slot      | worker (model_slots.py) | worker            |
+| predq:outputs:expiry          | zset   | none: job id -> when its record (and  | JobStore (Lua)          | worker (outputs   |
+|                               |        | so its output files) expires; swept   |                         | sweeper)          |
 | {queue} (predq:queue)         | zset   | none: ids leave it when arq finishes  | JobStore (Lua), arq     | arq worker        |
 | arq:job:{id}                  | string | none: arq deletes it when the job ends | JobStore (Lua), arq    | arq worker        |
 | arq:in-progress:{id}          | string | a lease (worker/lease.py); arq sets   | arq worker, lease.py    | arq worker        |
@@ -39,6 +41,8 @@ PREDICTION_PREFIX = "predq:prediction:"
 WEBHOOK_PREFIX = "predq:webhook:"
 RATELIMIT_PREFIX = "predq:ratelimit:"
 MODEL_SLOTS_PREFIX = "predq:model-slots:"
+#: The jobs whose output files are in the output store, scored by when their records expire.
+OUTPUTS_EXPIRY = "predq:outputs:expiry"
 #: Pub/sub channel: the ids of predictions whose completion webhook arrived.
 WEBHOOK_CHANNEL = "predq:webhooks"
 WEBHOOK_TTL_S = 86400

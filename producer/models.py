@@ -55,7 +55,36 @@ class ErrorKind(StrEnum):
     MODEL = "model"  # the prediction itself failed
     CANCELED = "canceled"  # canceled by a user or on Replicate
     CRASHED = "crashed"  # the worker running the attempt died
+    STORAGE = "storage"  # the output files could not be copied to the output store
     INTERNAL = "internal"  # a bug or an unexpected response: not retried blindly
+
+
+class JobPhase(StrEnum):
+    """What a running job is doing right now (``JobRecord.phase``)."""
+
+    WAITING_FOR_RATE_LIMIT = "waiting_for_rate_limit"  # its create waits for the shared budget
+    WAITING_FOR_MODEL_SLOT = "waiting_for_model_slot"  # its model's concurrency cap is reached
+    CREATING = "creating"  # the create request is on its way
+    STARTING = "starting"  # the prediction boots at Replicate
+    PROCESSING = "processing"  # the model runs
+    STORING_OUTPUTS = "storing_outputs"  # its output files are being copied to the output store
+
+
+class OutputFile(BaseModel):
+    """One output file, copied where it outlives Replicate's one-hour deletion.
+
+    ``url`` is its durable location (``s3://bucket/key`` or ``file:///path``); a browser gets it
+    through ``Producer.file_url``. ``source_url`` is where Replicate served it (a ``data:`` URI
+    is kept as ``data:<media type>``).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    source_url: str
+    content_type: str
+    size_bytes: int = Field(ge=0)
+    sha256: str
 
 
 class ErrorInfo(BaseModel):
@@ -167,7 +196,8 @@ class JobRequest(BaseModel):
 class JobRecord(BaseModel):
     """Everything known about one job. Only producer.store.JobStore writes it.
 
-    ``attempts`` counts attempts started (a worker crash resumes the same attempt and counts in
+    ``output`` is the prediction's output, with every file replaced by its durable ``url`` (see
+    ``files``). ``attempts`` counts attempts started (a worker crash resumes the same attempt and counts in
     ``recoveries`` instead). ``error`` is the latest attempt's error; ``errors`` keeps every one.
     ``max_attempts`` and ``attempt_timeout_s`` are this job's overrides (None: the worker's default).
     """
@@ -189,6 +219,14 @@ class JobRecord(BaseModel):
     attempt_timeout_s: float | None = None
     prediction_id: str | None = None
     idempotency_key: str | None = None
+    #: The output files, copied to the output store; ``output`` names them by ``url``.
+    files: list[OutputFile] = Field(default_factory=list)
+    #: While running: what it is doing, how far (0-1, when the model's logs say) and the logs' tail.
+    phase: JobPhase | None = None
+    progress: float | None = None
+    logs: str | None = None
+    #: Replicate's metrics of the prediction once it ended (``predict_time``, ``total_time``, s).
+    metrics: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None

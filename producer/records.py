@@ -4,7 +4,7 @@ A record is the hash ``keys.job(id)``. Scalar fields are stored as text under th
 of the same name; JSON-valued fields (``JSON_FIELDS``) are stored as opaque JSON strings, so user
 data never passes through Lua's cjson. Some fields are the store's and the worker's bookkeeping and
 never part of a JobRecord (``INTERNAL_FIELDS``): the run token, the hand-over flag, the current
-run's start and the last operation id (replay safety).
+run's start, the last operation id (replay safety) and whether a re-drive resumes the prediction.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 from producer.models import JobRecord, JobRequest, JobState
 
-JSON_FIELDS = ("input", "output", "error", "errors")
+JSON_FIELDS = ("input", "output", "error", "errors", "files", "metrics")
 #: Hash fields only the store and workers use; not part of a JobRecord.
-INTERNAL_FIELDS = ("run", "resume", "run_started_at", "op")
+INTERNAL_FIELDS = ("run", "resume", "run_started_at", "op", "resume_prediction")
 
 
 def as_text(value: bytes | str) -> str:

@@ -1,8 +1,8 @@
 """JobStore: the only code that writes JobRecords. Every write is one atomic Lua call.
 
-The record is a Redis hash (``keys.job``) whose JSON-valued fields (input, output, error, errors) are
-stored as opaque JSON strings, so user data never passes through Lua's cjson. State moves follow
-this table; anything else is refused and reported, never applied:
+The record is a Redis hash (layout: ``producer/records.py``); the scripts and their arguments are
+in ``producer/scripts.py``. State moves follow this table; anything else is refused and reported,
+never applied:
 
     to \\ from     queued  running  retrying
     running        start   recover  start
@@ -13,16 +13,16 @@ this table; anything else is refused and reported, never applied:
     canceled       yes     yes      yes
 
 A worker holds a *run token* from ``start`` on; its later moves pass it, and a worker whose job was
-recovered by another one (new token) is fenced out with status ``stale``.
+recovered by another one (new token) is fenced out with status ``stale``. Final moves clear the
+running job's ``phase`` and ``progress``.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from importlib import resources
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
@@ -30,15 +30,14 @@ import redis.asyncio as aioredis
 from producer import arq_wire, clock, keys
 from producer.config import Config
 from producer.connection import redis_errors
-from producer.models import ErrorInfo, JobRecord, JobRequest, JobState
+from producer.models import ErrorInfo, ErrorKind, JobPhase, JobRecord, JobRequest, JobState
 from producer.records import as_text, new_record_fields, pairs, parse_record
+from producer.scripts import Scripts
 
 Status = Literal["ok", "missing", "illegal", "stale", "claimed", "busy"]
-_LIVE = "queued running retrying"
-
-
-def _lua(name: str) -> str:
-    return resources.files("producer").joinpath("lua", name).read_text()
+_LIVE = ("queued", "running", "retrying")
+#: What a final move clears: a running job's live state.
+_NOT_RUNNING = {"phase": "", "progress": ""}
 
 
 @dataclass(frozen=True)
@@ -60,10 +59,7 @@ class JobStore:
     def __init__(self, redis: aioredis.Redis, config: Config) -> None:
         self._redis = redis
         self._config = config
-        self._create = redis.register_script(_lua("create.lua"))
-        self._transition = redis.register_script(_lua("transition.lua"))
-        self._prediction = redis.register_script(_lua("prediction.lua"))
-        self._requeue = redis.register_script(_lua("requeue.lua"))
+        self._scripts = Scripts(redis, config.queue_name)
 
     # -- producer side -------------------------------------------------------------------------
 
@@ -83,99 +79,32 @@ class JobStore:
         ``create`` calls, in order: a repeated idempotency key returns the batch's first job).
         """
         now = clock.now()
-        calls = [self._create_call(request, now) for request in requests]
+        news = [new_record_fields(uuid.uuid4().hex, request, now) for request in requests]
         with redis_errors(self._config):
             async with self._redis.pipeline(transaction=False) as pipe:
-                for script_keys, args, _ in calls:
-                    await self._create(keys=script_keys, args=args, client=pipe)
+                for request, fields in zip(requests, news, strict=True):
+                    await self._scripts.create(
+                        job_id=fields["id"],
+                        now_ms=clock.to_ms(now),
+                        idempotency_key=request.idempotency_key,
+                        idempotency_window_s=self._config.idempotency_window_s,
+                        fields=fields,
+                        client=pipe,
+                    )
                 replies = await pipe.execute()
         results = []
-        for (_, _, fields), reply in zip(calls, replies, strict=True):
+        for fields, reply in zip(news, replies, strict=True):
             if as_text(reply[0]) == "existing":
                 results.append((parse_record(pairs(reply[1:])), False))
             else:
                 results.append((parse_record(fields), True))
         return results
 
-    def _create_call(
-        self, request: JobRequest, now: datetime
-    ) -> tuple[list[str], list[Any], dict[str, str]]:
-        """The keys and arguments of create.lua for one new job, and the record's fields."""
-        job_id = uuid.uuid4().hex
-        now_ms = clock.to_ms(now)
-        fields = new_record_fields(job_id, request, now)
-        script_keys = [
-            keys.job(job_id),
-            keys.state_index(JobState.QUEUED),
-            self._config.queue_name,
-            arq_wire.job_key(job_id),
-        ]
-        if request.idempotency_key is not None:
-            script_keys.append(keys.idempotency(request.idempotency_key))
-        args: list[Any] = [
-            job_id,
-            arq_wire.due_score(now_ms),
-            arq_wire.payload(job_id, now_ms),
-            self._config.idempotency_window_s,
-            keys.JOB_PREFIX,
-        ]
-        for name, value in fields.items():
-            args += [name, value]
-        return script_keys, args, fields
-
     async def get(self, job_id: str) -> JobRecord | None:
         """The record, or None when no job has this id (or its retention ran out)."""
         with redis_errors(self._config):
             fields: dict[bytes, bytes] = await self._redis.hgetall(keys.job(job_id))  # type: ignore[misc]
         return parse_record(fields) if fields else None
-
-    async def cancel(
-        self, job_id: str, *, run: str | None = None, error: ErrorInfo | None = None
-    ) -> Transition:
-        """Move a live job to ``canceled``. A final job is left as it is (status ``illegal``).
-
-        Producers cancel without a run token; a worker that saw the prediction canceled on
-        Replicate passes its token and what it saw as ``error``. The transition carries the
-        record as it is afterwards (whichever way it went).
-        """
-        now = clock.now().isoformat()
-        return await self._move(
-            job_id,
-            _LIVE,
-            JobState.CANCELED,
-            run=run,
-            error=error,
-            want_record=True,
-            fields={"finished_at": now},
-        )
-
-    async def requeue(self, job_id: str) -> Transition:
-        """Re-drive a failed job: queued again under the same id, with fresh attempts.
-
-        Status ``busy`` while arq still holds the job (its worker has not finished with it).
-        """
-        now = clock.now()
-        now_ms = clock.to_ms(now)
-        script_keys = [
-            keys.job(job_id),
-            keys.state_index(JobState.FAILED),
-            keys.state_index(JobState.QUEUED),
-            self._config.queue_name,
-            arq_wire.job_key(job_id),
-            arq_wire.in_progress_key(job_id),
-        ]
-        args: list[Any] = [
-            job_id,
-            arq_wire.due_score(now_ms),
-            now.isoformat(),
-            arq_wire.payload(job_id, now_ms),
-            uuid.uuid4().hex,
-        ]
-        with redis_errors(self._config):
-            reply = await self._requeue(keys=script_keys, args=args)
-        status: Status = as_text(reply[0])  # type: ignore[assignment]
-        previous = JobState(as_text(reply[1])) if reply[1] else None
-        return Transition(status, previous)
 
     async def get_many(self, job_ids: list[str]) -> list[JobRecord | None]:
         """Records for ``job_ids`` in one round trip (None where a record is gone)."""
@@ -186,27 +115,42 @@ class JobStore:
                 replies = await pipe.execute()
         return [parse_record(fields) if fields else None for fields in replies]
 
-    async def model_of(self, job_id: str) -> str | None:
-        """The job's model reference (None for an unknown job), without reading the whole record."""
-        with redis_errors(self._config):
-            model = await self._redis.hget(keys.job(job_id), "model")  # type: ignore[misc]
-        return as_text(model) if model is not None else None
+    async def cancel(
+        self, job_id: str, *, run: str | None = None, error: ErrorInfo | None = None
+    ) -> Transition:
+        """Move a live job to ``canceled``. A final job is left as it is (status ``illegal``).
 
-    async def defer(self, job_id: str, delay_s: float) -> None:
-        """Make the job's existing queue entry due again in ``delay_s`` (its record is unchanged)."""
-        due = arq_wire.due_score(clock.now_ms() + int(delay_s * 1000))
+        Producers cancel without a run token; a worker that saw the prediction canceled on
+        Replicate passes its token and what it saw as ``error``. The transition carries the
+        record as it is afterwards (whichever way it went).
+        """
+        fields = {"finished_at": clock.now().isoformat(), **_NOT_RUNNING}
+        return await self._move(
+            job_id, _LIVE, JobState.CANCELED, run=run, error=error, want_record=True, fields=fields
+        )
+
+    async def requeue(self, job_id: str) -> Transition:
+        """Re-drive a failed job: queued again under the same id, with fresh attempts.
+
+        Status ``busy`` while arq still holds the job (its worker has not finished with it).
+        """
+        now = clock.now()
         with redis_errors(self._config):
-            await self._redis.zadd(self._config.queue_name, {job_id: due}, xx=True)
+            reply = await self._scripts.requeue(
+                job_id=job_id,
+                now_ms=clock.to_ms(now),
+                now_iso=now.isoformat(),
+                operation=uuid.uuid4().hex,
+            )
+        status: Status = as_text(reply[0])  # type: ignore[assignment]
+        previous = JobState(as_text(reply[1])) if reply[1] else None
+        return Transition(status, previous)
 
     async def list_ids(self, state: JobState, *, limit: int = 100) -> list[str]:
         """Ids of jobs in ``state``, most recently changed first."""
         with redis_errors(self._config):
             ids = await self._redis.zrevrange(keys.state_index(state), 0, limit - 1)
         return [as_text(i) for i in ids]
-
-    async def count(self, state: JobState) -> int:
-        with redis_errors(self._config):
-            return int(await self._redis.zcard(keys.state_index(state)))
 
     async def counts(self) -> dict[JobState, int]:
         """Jobs per state, from the state indexes, in one round trip."""
@@ -219,6 +163,22 @@ class JobStore:
 
     # -- worker side ---------------------------------------------------------------------------
 
+    async def model_of(self, job_id: str) -> str | None:
+        """The job's model reference (None for an unknown job), without reading the whole record."""
+        with redis_errors(self._config):
+            model = await self._redis.hget(keys.job(job_id), "model")  # type: ignore[misc]
+        return as_text(model) if model is not None else None
+
+    async def defer(self, job_id: str, delay_s: float, *, phase: JobPhase) -> None:
+        """Make the job's existing queue entry due again in ``delay_s`` (nothing counted), and
+        say why on the record (``phase``)."""
+        due = arq_wire.due_score(clock.now_ms() + int(delay_s * 1000))
+        with redis_errors(self._config):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.zadd(self._config.queue_name, {job_id: due}, xx=True)
+                pipe.hset(keys.job(job_id), "phase", phase.value)
+                await pipe.execute()
+
     async def start(self, job_id: str) -> tuple[Transition, str]:
         """Claim a job for an attempt (or resume a running one after a crash).
 
@@ -226,26 +186,37 @@ class JobStore:
         worker's later moves.
         """
         run = uuid.uuid4().hex
-        transition = await self._move(job_id, _LIVE, JobState.RUNNING, start=run, want_record=True)
+        fields = {"phase": JobPhase.CREATING.value, "progress": ""}
+        transition = await self._move(
+            job_id, _LIVE, JobState.RUNNING, start=run, want_record=True, fields=fields
+        )
         return transition, run
 
-    async def set_prediction_id(self, job_id: str, run: str, prediction_id: str) -> Status:
-        """Record (and claim for this job) the prediction this attempt waits on.
+    async def set_prediction_id(
+        self, job_id: str, run: str, prediction_id: str, *, phase: JobPhase | None = None
+    ) -> Status:
+        """Record (and claim for this job) the prediction this attempt waits on, with its phase.
 
         Returns ``ok``; ``illegal`` if the job is no longer running (canceled meanwhile); ``stale``
         if another worker took it over; ``claimed`` if another job already owns the prediction.
         """
         with redis_errors(self._config):
-            reply = await self._prediction(
-                keys=[keys.job(job_id), keys.prediction(prediction_id)],
-                args=[
-                    run,
-                    job_id,
-                    prediction_id,
-                    self._config.retention_s,
-                    clock.now().isoformat(),
-                ],
+            reply = await self._scripts.prediction(
+                job_id=job_id,
+                run=run,
+                prediction_id=prediction_id,
+                claim_ttl_s=self._config.retention_s,
+                now_iso=clock.now().isoformat(),
+                fields={"phase": phase.value} if phase is not None else {},
             )
+        status: Status = as_text(reply)  # type: ignore[assignment]
+        return status
+
+    async def set_progress(self, job_id: str, run: str, fields: Mapping[str, str]) -> Status:
+        """Write a running attempt's ``phase``, ``progress`` and ``logs`` (one small write; an
+        empty value deletes). ``illegal``/``stale`` when the attempt no longer owns the job."""
+        with redis_errors(self._config):
+            reply = await self._scripts.progress(job_id=job_id, run=run, fields=fields)
         status: Status = as_text(reply)  # type: ignore[assignment]
         return status
 
@@ -260,26 +231,38 @@ class JobStore:
         """A shutting-down worker gives a running job back: it is due again at once, and the next
         worker goes on with the same attempt and prediction (nothing counted, nothing re-created).
         ``create_unconfirmed_at``: a create was in flight (the next worker looks for it first)."""
-        fields = {"resume": "1", "prediction_id": prediction_id or ""}
+        fields = {"resume": "1", "prediction_id": prediction_id or "", **_NOT_RUNNING}
         if create_unconfirmed_at is not None:
             fields["create_unconfirmed_at"] = create_unconfirmed_at
         return await self._move(
-            job_id,
-            "running",
-            JobState.QUEUED,
-            run=run,
-            due_ms=clock.now_ms(),
-            fields=fields,
+            job_id, ("running",), JobState.QUEUED, run=run, due_ms=clock.now_ms(), fields=fields
         )
 
     async def succeed(
-        self, job_id: str, run: str, output_json: str, *, prediction_id: str | None
+        self,
+        job_id: str,
+        run: str,
+        output_json: str,
+        *,
+        prediction_id: str | None,
+        files: Sequence[Any] = (),
+        metrics: Mapping[str, Any] | None = None,
     ) -> Transition:
-        """Final success; ``output_json`` is the prediction's output encoded as JSON."""
-        fields = {"output": output_json, "finished_at": clock.now().isoformat()}
+        """Final success. ``output_json``: the output as JSON, files replaced by their durable
+        urls; ``files``: their OutputFiles (they then expire with the record); ``metrics``:
+        Replicate's."""
+        fields = {
+            "output": output_json,
+            "finished_at": clock.now().isoformat(),
+            "files": json.dumps([f.model_dump(mode="json") for f in files]),
+            "metrics": json.dumps(metrics) if metrics else "",
+            **_NOT_RUNNING,
+        }
         if prediction_id:
             fields["prediction_id"] = prediction_id
-        return await self._move(job_id, "running", JobState.SUCCEEDED, run=run, fields=fields)
+        return await self._move(
+            job_id, ("running",), JobState.SUCCEEDED, run=run, fields=fields, has_files=bool(files)
+        )
 
     async def retry_later(
         self,
@@ -300,7 +283,7 @@ class JobStore:
         delay_ms = int((error.retry_in_s or 0) * 1000)
         return await self._move(
             job_id,
-            "running",
+            ("running",),
             JobState.RETRYING,
             run=run,
             error=error,
@@ -308,18 +291,36 @@ class JobStore:
             fields={
                 "prediction_id": prediction_id or "",
                 "create_unconfirmed_at": create_unconfirmed_at or "",
+                **_NOT_RUNNING,
             },
         )
 
     async def fail(
-        self, job_id: str, run: str | None, error: ErrorInfo, *, prediction_id: str | None = None
+        self,
+        job_id: str,
+        run: str | None,
+        error: ErrorInfo,
+        *,
+        prediction_id: str | None = None,
+        output_json: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
     ) -> Transition:
-        """Final failure (the dead-letter state), keeping ``error`` as the last one."""
+        """Final failure (the dead-letter state), keeping ``error`` as the last one.
+
+        A ``storage`` failure keeps the prediction's own output (``output_json``, Replicate's
+        URLs) and lets a re-drive resume the prediction instead of creating another one.
+        """
         # Without a run token (a failure before any claim) a running job is not touched.
-        allowed = "running" if run is not None else "queued retrying"
-        fields = {"finished_at": clock.now().isoformat()}
+        allowed = ("running",) if run is not None else ("queued", "retrying")
+        fields = {"finished_at": clock.now().isoformat(), **_NOT_RUNNING}
         if prediction_id:
             fields["prediction_id"] = prediction_id
+        if output_json is not None:
+            fields["output"] = output_json
+        if metrics:
+            fields["metrics"] = json.dumps(metrics)
+        if error.kind is ErrorKind.STORAGE:
+            fields["resume_prediction"] = "1"
         return await self._move(
             job_id, allowed, JobState.FAILED, run=run, error=error, fields=fields
         )
@@ -329,7 +330,7 @@ class JobStore:
     async def _move(
         self,
         job_id: str,
-        allowed: str,
+        allowed: Sequence[str],
         target: JobState,
         *,
         run: str | None = None,
@@ -337,36 +338,26 @@ class JobStore:
         error: ErrorInfo | None = None,
         want_record: bool = False,
         due_ms: int | None = None,
+        has_files: bool = False,
         fields: Mapping[str, str] | None = None,
     ) -> Transition:
         now = clock.now()
-        args: list[Any] = [
-            allowed,
-            target.value,
-            clock.to_ms(now),
-            self._config.retention_s,
-            run or "",
-            start or "",
-            now.isoformat(),
-            error.model_dump_json() if error is not None else "",
-            "1" if want_record else "0",
-            "" if due_ms is None else arq_wire.due_score(due_ms),
-            uuid.uuid4().hex,
-            arq_wire.payload(job_id, clock.to_ms(now)),
-            "updated_at",
-            now.isoformat(),
-        ]
-        for name, value in (fields or {}).items():
-            args += [name, value]
         with redis_errors(self._config):
-            reply = await self._transition(
-                keys=[
-                    keys.job(job_id),
-                    *keys.STATE_INDEXES,
-                    self._config.queue_name,
-                    arq_wire.job_key(job_id),
-                ],
-                args=args,
+            reply = await self._scripts.transition(
+                job_id=job_id,
+                allowed=allowed,
+                target=target,
+                now_ms=clock.to_ms(now),
+                now_iso=now.isoformat(),
+                retention_s=self._config.retention_s,
+                run=run,
+                start=start,
+                error_json=error.model_dump_json() if error is not None else None,
+                want_record=want_record,
+                due_ms=due_ms,
+                operation=uuid.uuid4().hex,
+                has_files=has_files,
+                fields=fields or {},
             )
         status: Status = as_text(reply[0])  # type: ignore[assignment]
         previous = JobState(as_text(reply[1])) if reply[1] else None

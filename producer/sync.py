@@ -160,3 +160,13 @@ class SyncProducer:
         """See Producer.counts."""
         result: dict[JobState, int] = self._call(Producer.counts)
         return result
+
+    def file_url(self, job_id: str, n: int = 0, *, expires_s: int = 3600) -> str:
+        """See Producer.file_url."""
+        result: str = self._call(Producer.file_url, job_id, n, expires_s=expires_s)
+        return result
+
+    def read_file(self, job_id: str, n: int = 0) -> bytes:
+        """See Producer.read_file."""
+        result: bytes = self._call(Producer.read_file, job_id, n)
+        return result

@@ -15,9 +15,11 @@ from starlette.routing import Route
 from sandbox import responses
 from sandbox.clock import parse_iso8601
 from sandbox.faults import Decision
-from sandbox.models import InvalidInput, version_id, version_json
+from sandbox.models import MODELS, InvalidInput, model_json, version_id, version_json
 from sandbox.parsing import (
     InvalidRequest,
+    InvalidVersion,
+    parse_cancel_after,
     parse_create_body,
     parse_prefer_wait,
     resolve_version,
@@ -54,6 +56,7 @@ async def _create(
         return decision
     try:
         wait_s = parse_prefer_wait(request.headers.get("prefer"))
+        cancel_after_s = parse_cancel_after(request.headers.get("cancel-after"))
         body = parse_create_body(await request.body(), needs_version=target is None)
         model, version = target or resolve_version(body.version or "")
         prediction = sandbox.create(
@@ -64,9 +67,12 @@ async def _create(
             deployment=deployment,
             webhook=body.webhook,
             webhook_events=body.webhook_events,
+            cancel_after_s=cancel_after_s,
         )
     except InvalidRequest as exc:
         return await _refuse(sandbox, decision, responses.invalid_input(exc.fields))
+    except InvalidVersion:
+        return await _refuse(sandbox, decision, responses.invalid_version())
     except InvalidInput as exc:
         field = {"type": exc.kind, "field": exc.field, "description": exc.description}
         return await _refuse(sandbox, decision, responses.invalid_input([field]))
@@ -84,8 +90,11 @@ async def _create(
 def _created(
     sandbox: Sandbox, prediction: Prediction, status: str | None, *, waited: bool = False
 ) -> Response:
+    """The create answer; a held create that finished gives its files as data URIs, as
+    Replicate's sync mode does."""
     headers = {"Preference-Applied": "wait"} if waited else None
-    return responses.json_response(prediction.to_json(sandbox.clock(), status), 201, headers)
+    body = sandbox.render(prediction, status, inline_files=waited and status is None)
+    return responses.json_response(body, 201, headers)
 
 
 async def _refuse(sandbox: Sandbox, decision: Decision, response: Response) -> Response:
@@ -102,7 +111,7 @@ async def get_prediction(request: Request) -> Response:
     prediction = sandbox.store.get(request.path_params["id"])
     if prediction is None:
         return await sandbox.finish(decision, responses.not_found("Prediction not found."))
-    body = prediction.to_json(sandbox.clock())
+    body = sandbox.render(prediction)
     return await sandbox.finish(decision, responses.json_response(body))
 
 
@@ -116,7 +125,7 @@ async def cancel_prediction(request: Request) -> Response:
     if prediction is None:
         return await sandbox.finish(decision, responses.not_found("Prediction not found."))
     sandbox.cancel(prediction)
-    body = prediction.to_json(sandbox.clock())
+    body = sandbox.render(prediction)
     return await sandbox.finish(decision, responses.json_response(body))
 
 
@@ -133,11 +142,10 @@ async def list_predictions(request: Request) -> Response:
         page = sandbox.store.page(query.get("cursor"), after_s, before_s)
     except ValueError as exc:
         return await sandbox.finish(decision, responses.problem(400, "Bad Request", str(exc)))
-    now_s = sandbox.clock()
     body = {
         "previous": _page_url(request, page.previous_cursor),
         "next": _page_url(request, page.next_cursor),
-        "results": [prediction.to_json(now_s) for prediction in page.results],
+        "results": [sandbox.render(prediction) for prediction in page.results],
     }
     return await sandbox.finish(decision, responses.json_response(body))
 
@@ -158,14 +166,55 @@ def _page_url(request: Request, cursor: str | None) -> str | None:
 
 
 async def get_version(request: Request) -> Response:
-    """`GET /v1/models/{owner}/{name}/versions/{id}`: any id exists (see `sandbox.models`)."""
+    """`GET /v1/models/{owner}/{name}/versions/{id}`: the model's one version, else 404."""
     sandbox = sandbox_of(request)
     decision = await sandbox.gate(request, "other")
     if isinstance(decision, Response):
         return decision
-    params = request.path_params
-    body = version_json(f"{params['owner']}/{params['name']}", params["id"])
-    return responses.json_response(body)
+    model = _model(request)
+    if request.path_params["id"] != version_id(model):
+        return responses.not_found("Version not found.")
+    return responses.json_response(version_json(model))
+
+
+async def list_versions(request: Request) -> Response:
+    """`GET /v1/models/{owner}/{name}/versions`: one page with the model's one version."""
+    decision = await sandbox_of(request).gate(request, "other")
+    if isinstance(decision, Response):
+        return decision
+    page = {"previous": None, "next": None, "results": [version_json(_model(request))]}
+    return responses.json_response(page)
+
+
+async def get_model(request: Request) -> Response:
+    """`GET /v1/models/{owner}/{name}`: any `owner/name` is a model of the sandbox."""
+    decision = await sandbox_of(request).gate(request, "other")
+    if isinstance(decision, Response):
+        return decision
+    return responses.json_response(model_json(_model(request), str(request.base_url)))
+
+
+async def list_models(request: Request) -> Response:
+    """`GET /v1/models`: the listed models (one page)."""
+    decision = await sandbox_of(request).gate(request, "other")
+    if isinstance(decision, Response):
+        return decision
+    results = [model_json(model, str(request.base_url)) for model in MODELS]
+    return responses.json_response({"previous": None, "next": None, "results": results})
+
+
+async def get_account(request: Request) -> Response:
+    """`GET /v1/account`: who the token belongs to (a 401 for a wrong one, like every route)."""
+    decision = await sandbox_of(request).gate(request, "other")
+    if isinstance(decision, Response):
+        return decision
+    account = {"type": "organization", "username": "sandbox", "name": "predq sandbox",
+               "github_url": None}  # fmt: skip
+    return responses.json_response(account)
+
+
+def _model(request: Request) -> str:
+    return f"{request.path_params['owner']}/{request.path_params['name']}"
 
 
 async def webhook_secret(request: Request) -> Response:
@@ -183,7 +232,11 @@ ROUTES = (
     Route("/v1/predictions/{id}", get_prediction, methods=["GET"]),
     Route("/v1/predictions/{id}/cancel", cancel_prediction, methods=["POST"]),
     Route("/v1/models/{owner}/{name}/predictions", create_model_prediction, methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{owner}/{name}", get_model, methods=["GET"]),
+    Route("/v1/models/{owner}/{name}/versions", list_versions, methods=["GET"]),
     Route("/v1/models/{owner}/{name}/versions/{id}", get_version, methods=["GET"]),
+    Route("/v1/account", get_account, methods=["GET"]),
     Route(
         "/v1/deployments/{owner}/{name}/predictions",
         create_deployment_prediction,

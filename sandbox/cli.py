@@ -99,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="sandbox_fault_on",
         default=",".join(sorted(DEFAULT_FAULT_ON)),
         metavar="KINDS",
-        help="request kinds faults hit: create,get,cancel,list (%(default)s)",
+        help="request kinds faults hit: create,get,cancel,list,file (%(default)s)",
     )
     add(
         "--seed",
@@ -130,6 +130,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="sandbox_wait_returns_processing",
         action="store_true",
         help="a timed-out Prefer: wait answers 'processing'",
+    )
+    add(
+        "--output-ttl",
+        dest="sandbox_output_ttl_s",
+        type=float,
+        default=d.output_ttl_s,
+        metavar="S",
+        help="seconds a finished prediction keeps its output and files (%(default)s, as Replicate)",
+    )
+    add(
+        "--boot-s",
+        dest="sandbox_boot_s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds a prediction stays 'starting' (default: a tenth of its run, at most 0.1)",
     )
     add("--log-level", dest="sandbox_log_level", default=d.log_level, choices=LOG_LEVELS)
 
@@ -162,6 +178,8 @@ def config_from_args(
         create_limit_per_min=ns.sandbox_create_limit,
         other_limit_per_min=ns.sandbox_other_limit,
         wait_returns_processing=ns.sandbox_wait_returns_processing,
+        output_ttl_s=ns.sandbox_output_ttl_s,
+        boot_s=ns.sandbox_boot_s,
         log_level=ns.sandbox_log_level,
     )
 

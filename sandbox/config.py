@@ -11,9 +11,9 @@ import dataclasses
 import math
 from typing import Final, TypeGuard
 
-#: The request kinds faults can apply to. Other endpoints (the version and webhook-secret GETs,
-#: `/sandbox/*`) are never faulted.
-FAULT_KINDS: Final[frozenset[str]] = frozenset({"create", "get", "cancel", "list"})
+#: The request kinds faults can apply to: the Replicate endpoints, and `file` (downloads of output
+#: files). Other endpoints (models, versions, the account, `/sandbox/*`) are never faulted.
+FAULT_KINDS: Final[frozenset[str]] = frozenset({"create", "get", "cancel", "list", "file"})
 
 DEFAULT_FAULT_ON: Final[frozenset[str]] = frozenset({"create", "get", "cancel"})
 
@@ -44,6 +44,10 @@ class SandboxConfig:
         create_limit_per_min, other_limit_per_min: sliding-60 s request limits (429 past them).
         wait_returns_processing: a `Prefer: wait` that times out answers `processing` instead of
             `starting` (reproduces replicate-python#385: the client then returns partial output).
+        output_ttl_s: how long a finished prediction keeps its output, logs and files (Replicate:
+            an hour); then `output` is null, `data_removed` true and file URLs answer 404.
+        boot_s: how long a prediction stays `starting` (None: a tenth of its run, at most 0.1 s);
+            a long boot makes a `Cancel-After` deadline end it `aborted`.
         log_level: uvicorn's log level (`serve` only).
     """
 
@@ -63,6 +67,8 @@ class SandboxConfig:
     create_limit_per_min: int | None = None
     other_limit_per_min: int | None = None
     wait_returns_processing: bool = False
+    output_ttl_s: float = 3600.0
+    boot_s: float | None = None
     log_level: str = "warning"
 
     def __post_init__(self) -> None:
@@ -74,8 +80,10 @@ class SandboxConfig:
             raise ConfigError(
                 f"throttle_rate + error_rate + lost_create_rate must be at most 1, got {exclusive:g}"
             )
-        for name in ("latency_s", "slow_s", "lost_delay_s"):
+        for name in ("latency_s", "slow_s", "lost_delay_s", "output_ttl_s"):
             _check_seconds(name, getattr(self, name))
+        if self.boot_s is not None:
+            _check_seconds("boot_s", self.boot_s)
         if isinstance(self.retry_after_s, bool) or not isinstance(self.retry_after_s, int):
             raise ConfigError(f"retry_after_s must be an integer, got {self.retry_after_s!r}")
         if self.retry_after_s < 0:
@@ -105,6 +113,8 @@ class SandboxConfig:
             "create_limit_per_min": self.create_limit_per_min,
             "other_limit_per_min": self.other_limit_per_min,
             "wait_returns_processing": self.wait_returns_processing,
+            "output_ttl_s": self.output_ttl_s,
+            "boot_s": self.boot_s,
         }
 
 

@@ -9,15 +9,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from starlette.concurrency import iterate_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from sandbox import responses
 from sandbox.config import FAULT_KINDS, TUNABLE_FIELDS, ConfigError, SandboxConfig
 from sandbox.faults import QueuedFault
-from sandbox.files import TINY_PNG
-from sandbox.models import IMAGE_MODEL
+from sandbox.files import chunks, size_of
 from sandbox.state import sandbox_of
 
 
@@ -40,6 +40,8 @@ def apply_fault_update(
         changes["fault_on"] = _fault_on(changes["fault_on"])
     if not isinstance(changes.get("wait_returns_processing", False), bool):
         raise ConfigError("wait_returns_processing must be true or false")
+    if "boot_s" in changes and changes["boot_s"] is not None:
+        changes["boot_s"] = float(changes["boot_s"])
     queue = payload.get("queue", [])
     if not isinstance(queue, list):
         raise ConfigError("queue must be a list of {on, fault} objects")
@@ -96,19 +98,30 @@ async def reset(request: Request) -> Response:
 
 
 async def output_file(request: Request) -> Response:
-    """`GET /sandbox/files/{prediction_id}/{index}.png`: an output of a succeeded image
-    prediction (a tiny PNG), else 404."""
+    """`GET /sandbox/files/{prediction_id}/{name}`: an output file of a succeeded prediction,
+    streamed, until its output TTL runs out; else 404. Like Replicate's file host it needs no
+    token; faults of kind `file` apply."""
     sandbox = sandbox_of(request)
     prediction = sandbox.store.get(request.path_params["prediction_id"])
-    index: int = request.path_params["index"]
+    file = prediction.run.file(request.path_params["name"]) if prediction is not None else None
+    now_s = sandbox.clock()
     if (
-        prediction is not None
-        and prediction.model == IMAGE_MODEL
-        and prediction.status_at(sandbox.clock()) == "succeeded"
-        and index < len(prediction.run.output)
+        prediction is None
+        or file is None
+        or prediction.status_at(now_s) != "succeeded"
+        or prediction.data_removed_at(now_s, sandbox.config.output_ttl_s)
     ):
-        return Response(TINY_PNG, media_type="image/png")
-    return responses.not_found("No such output file.")
+        return responses.not_found("No such output file.")
+    faulted = await sandbox.gate_file()
+    if isinstance(faulted, Response):
+        return faulted
+    sandbox.store.counters.file_downloads += 1
+    response = StreamingResponse(
+        iterate_in_threadpool(chunks(file)),
+        media_type=file.content_type,
+        headers={"Content-Length": str(size_of(file))},
+    )
+    return await sandbox.finish(faulted, response)
 
 
 ROUTES = (
@@ -117,5 +130,5 @@ ROUTES = (
     Route("/sandbox/faults", get_faults, methods=["GET"]),
     Route("/sandbox/faults", set_faults, methods=["POST"]),
     Route("/sandbox/reset", reset, methods=["POST"]),
-    Route("/sandbox/files/{prediction_id}/{index:int}.png", output_file, methods=["GET"]),
+    Route("/sandbox/files/{prediction_id}/{name}", output_file, methods=["GET"]),
 )

@@ -7,12 +7,14 @@ import json
 import re
 from typing import Any, Final
 
-from sandbox.models import model_for_version
+from sandbox.models import model_for_version, version_id
 from sandbox.webhooks import ALL_EVENTS
 
 MAX_WAIT_S: Final = 60
+MIN_CANCEL_AFTER_S: Final = 5
 _WAIT_PREF: Final = re.compile(r"^wait(?:=(\d{1,2}))?$")
 _MODEL_REF: Final = re.compile(r"^(?P<model>[^/\s:]+/[^/\s:]+)(?::(?P<version>\S+))?$")
+_DURATION: Final = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 
 
 class InvalidRequest(ValueError):
@@ -94,16 +96,49 @@ def _events(value: object) -> frozenset[str]:
     return frozenset(value)
 
 
+class InvalidVersion(ValueError):
+    """A version id that no model has (422 "Invalid version or not permitted")."""
+
+
 def resolve_version(version: str) -> tuple[str, str]:
     """`(model, version_id)` for a `version` value: `owner/name:id`, `owner/name` or a bare id.
 
-    A bare id of a listed model (see `sandbox.models.version_id`) runs that model; any other
-    bare id runs `sandbox/versioned`. For `owner/name` the version id is "hidden".
+    Each model has one version (`sandbox.models.version_id`); `owner/name` means it.
+
+    Raises:
+        InvalidVersion: the id is not the model's (or, bare, not any listed model's).
     """
     match = _MODEL_REF.match(version.strip())
     if match is None:
-        return model_for_version(version), version
-    return match["model"], match["version"] or "hidden"
+        model = model_for_version(version)
+        if model is None:
+            raise InvalidVersion(version)
+        return model, version
+    model = match["model"]
+    if match["version"] is not None and match["version"] != version_id(model):
+        raise InvalidVersion(match["version"])
+    return model, version_id(model)
+
+
+def parse_cancel_after(header: str | None) -> float | None:
+    """Seconds from a `Cancel-After` header (`90`, `30s`, `5m`, `1h30m`), else None.
+
+    Raises:
+        InvalidRequest: not a duration, or under `MIN_CANCEL_AFTER_S`.
+    """
+    if header is None:
+        return None
+    text = header.strip()
+    if text.isdigit():
+        seconds = int(text)
+    else:
+        match = _DURATION.match(text)
+        if not text or match is None:
+            raise _invalid("Cancel-After", f"not a duration like 30s, 5m or 1h30m: {text!r}")
+        seconds = 3600 * int(match["h"] or 0) + 60 * int(match["m"] or 0) + int(match["s"] or 0)
+    if seconds < MIN_CANCEL_AFTER_S:
+        raise _invalid("Cancel-After", f"must be at least {MIN_CANCEL_AFTER_S}s, got {text!r}")
+    return float(seconds)
 
 
 def parse_prefer_wait(header: str | None) -> int | None:

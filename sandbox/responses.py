@@ -67,6 +67,15 @@ def invalid_input(fields: list[dict[str, str]]) -> Response:
     return problem(422, "Input validation failed", detail, invalid_fields=fields)
 
 
+def invalid_version() -> Response:
+    """422 for a version id no model has (Replicate's words)."""
+    return problem(
+        422,
+        "Invalid version or not permitted",
+        "The specified version does not exist (or perhaps you don't have permission to use it?)",
+    )
+
+
 def throttled(retry_after_s: int) -> Response:
     """429 with a `Retry-After` header (whole seconds) and the same value as `retry_after`."""
     return problem(

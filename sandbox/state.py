@@ -92,6 +92,18 @@ class Sandbox:
             return await self.finish(decision, responses.server_error(decision.error_status))
         return decision
 
+    async def gate_file(self) -> Response | Decision:
+        """The faults for one download of an output file (kind ``file``): an injected 429 or
+        5xx to send instead, or the Decision to pass to ``finish``."""
+        decision = self.faults.decide("file", self.config)
+        if decision.fault is Fault.THROTTLE:
+            self.store.counters.throttled += 1
+            return await self.finish(decision, responses.throttled(self.config.retry_after_s))
+        if decision.fault is Fault.ERROR:
+            self.store.counters.server_errors += 1
+            return await self.finish(decision, responses.server_error(decision.error_status))
+        return decision
+
     async def finish(self, decision: Decision, response: Response) -> Response:
         """Apply the slow and lost faults of `decision` to a handler's `response`."""
         if decision.slow:
@@ -113,8 +125,9 @@ class Sandbox:
         deployment: str | None = None,
         webhook: str | None = None,
         webhook_events: frozenset[str] = frozenset(),
+        cancel_after_s: float | None = None,
     ) -> Prediction:
-        """Plan, store and schedule a new prediction.
+        """Plan, store and schedule a new prediction (``cancel_after_s``: its deadline).
 
         Raises:
             sandbox.models.InvalidInput: the input does not fit the model (nothing is stored).
@@ -137,10 +150,20 @@ class Sandbox:
             deployment=deployment,
             webhook=webhook,
             webhook_events=webhook_events,
+            boot_s=self.config.boot_s,
+            cancel_after_s=cancel_after_s,
         )
         store.add(prediction)
         self.webhooks.on_create(prediction)
         return prediction
+
+    def render(
+        self, prediction: Prediction, status: str | None = None, *, inline_files: bool = False
+    ) -> dict[str, Any]:
+        """The prediction's API JSON now (its data removed after the output TTL)."""
+        return prediction.to_json(
+            self.clock(), status, output_ttl_s=self.config.output_ttl_s, inline_files=inline_files
+        )
 
     def cancel(self, prediction: Prediction) -> None:
         """Cancel `prediction` if it is not terminal (else leave it unchanged)."""

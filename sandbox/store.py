@@ -37,6 +37,7 @@ class Counters:
         webhooks_sent: webhook messages delivered (2xx), retries not counted twice.
         webhooks_failed: webhook messages given up on after all retries.
         max_creates_per_60s: the most creates seen in any sliding 60 s window.
+        file_downloads: output files served (`GET /sandbox/files/...`).
     """
 
     requests: int = 0
@@ -51,6 +52,7 @@ class Counters:
     webhooks_sent: int = 0
     webhooks_failed: int = 0
     max_creates_per_60s: int = 0
+    file_downloads: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -144,18 +146,22 @@ class PredictionStore:
         )
 
     def outcome_counts(self, now_s: float) -> dict[str, int]:
-        """`succeeded`, `failed` and `in_flight` (non-terminal) counts at `now_s`."""
-        succeeded = failed = in_flight = 0
+        """At `now_s`: `succeeded`, `failed`, `in_flight` (not terminal), and the predictions
+        their `Cancel-After` deadline stopped: `aborted` (before they started) and
+        `deadline_canceled` (while they processed). User cancels count in `canceled`."""
+        counts = dict.fromkeys(
+            ("succeeded", "failed", "in_flight", "aborted", "deadline_canceled"), 0
+        )
         for prediction in self._order:
-            if prediction.canceled_s is not None:
+            if not prediction.is_terminal(now_s):
+                counts["in_flight"] += 1
                 continue
-            if now_s < prediction.completed_s:
-                in_flight += 1
-            elif prediction.run.fails:
-                failed += 1
-            else:
-                succeeded += 1
-        return {"succeeded": succeeded, "failed": failed, "in_flight": in_flight}
+            status = prediction.final_status
+            if status in ("succeeded", "failed", "aborted"):
+                counts[status] += 1
+            elif prediction.canceled_s is None:
+                counts["deadline_canceled"] += 1
+        return counts
 
     def stats(self, now_s: float) -> dict[str, Any]:
         """All counters plus the derived counts, as `GET /sandbox/stats` returns them."""

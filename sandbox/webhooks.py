@@ -82,7 +82,7 @@ class WebhookSender:
         if "start" in prediction.webhook_events:
             self._send(prediction.webhook, prediction, "starting")
         if "completed" in prediction.webhook_events:
-            delay_s = max(0.0, prediction.completed_s - self._clock())
+            delay_s = max(0.0, prediction.end_s - self._clock())
             self._timers[prediction.id] = loop.call_later(delay_s, self._completed, prediction)
 
     def on_cancel(self, prediction: Prediction) -> None:
@@ -97,7 +97,7 @@ class WebhookSender:
         if prediction.webhook is not None:
             # The loop's timer may fire a hair before the wall clock reaches the planned end:
             # describe the prediction as of its end, so the `completed` message is final.
-            now_s = max(self._clock(), prediction.completed_s)
+            now_s = max(self._clock(), prediction.end_s)
             self._send(prediction.webhook, prediction, None, now_s=now_s)
 
     def _send(

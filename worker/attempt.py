@@ -13,24 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import datetime
 from typing import Any, Literal
 
 import structlog
 
 from producer import clock
-from producer.models import ErrorInfo, ErrorKind, JobRecord
+from producer.models import ErrorInfo, ErrorKind, JobPhase, JobRecord
 from producer.store import Transition
 from worker.context import WorkerContext
 from worker.lease import Hold
 from worker.lost_create import adopt_lost_create
 from worker.observe import PredictionWatch
+from worker.outputs import StorageFailed, find_files
+from worker.progress import ProgressReporter
 from worker.replicate_client import Outcome
 from worker.retry import Verdict, classify, retry_delay_s
 
 log = structlog.get_logger(__name__)
 #: Kinds of failure after which the prediction itself is over (no need to cancel it).
-_PREDICTION_OVER = frozenset({ErrorKind.MODEL, ErrorKind.CANCELED})
+_PREDICTION_OVER = frozenset({ErrorKind.MODEL, ErrorKind.CANCELED, ErrorKind.STORAGE})
 
 
 class HandBack(Exception):
@@ -50,7 +53,14 @@ class Attempt:
         self.store = ctx["store"]
         self.config = ctx["config"]
         self.predictions = ctx["predictions"]
-        self.watch = PredictionWatch(on_created=self._created, prediction_id=record.prediction_id)
+        self.copier = ctx["outputs"]
+        self.reporter = ProgressReporter(self.store, record.id, run)
+        self.watch = PredictionWatch(
+            on_created=self._created,
+            on_update=self.reporter.prediction,
+            on_rate_wait=self._waiting_for_rate_limit,
+            prediction_id=record.prediction_id,
+        )
         self.log = log.bind(
             job_id=record.id,
             attempt=record.attempts,
@@ -62,6 +72,9 @@ class Attempt:
         self._stopped: Literal["canceled", "stale"] | None = None
         #: The earliest create of this job whose answer is unknown, until it has been looked for.
         self._unconfirmed: datetime | None = record.create_unconfirmed_at
+        #: The prediction's own output, kept on the record if its files cannot be stored.
+        self._raw_output: Any = None
+        self._started = time.monotonic()
 
     @property
     def timeout_s(self) -> float:
@@ -79,15 +92,24 @@ class Attempt:
 
     async def _created(self, prediction_id: str) -> None:
         self.log = self.log.bind(prediction_id=prediction_id)
-        status = await self.store.set_prediction_id(self.record.id, self.run, prediction_id)
+        phase = JobPhase.PROCESSING if self.watch.status == "processing" else JobPhase.STARTING
+        status = await self.store.set_prediction_id(
+            self.record.id, self.run, prediction_id, phase=phase
+        )
+        self.reporter.seen(phase=phase.value)
         self.log.info("prediction.created", stored=status)
         if status in ("illegal", "stale"):
             self._stopped = "canceled" if status == "illegal" else "stale"
         if self._stopped is not None and self._task is not None:
             self._task.cancel()
 
+    async def _waiting_for_rate_limit(self, seconds: float) -> None:
+        await self.reporter.phase(JobPhase.WAITING_FOR_RATE_LIMIT)
+        self.log.debug("prediction.waiting_for_rate_limit", seconds=round(seconds, 3))
+
     async def execute(self) -> None:
         """Run the attempt to its end; raises HandBack when the job goes back to the queue."""
+        self._started = time.monotonic()
         self._task = asyncio.create_task(self._run())
         deadline = asyncio.timeout(self.timeout_s)
         try:
@@ -121,7 +143,11 @@ class Attempt:
             verdict = classify(exc, prediction_known=self.watch.prediction_id is not None)
             self.log.debug("attempt.error", exc_info=True)
         else:
-            await self._finish(outcome)
+            try:
+                await self._finish(outcome)
+            except asyncio.CancelledError:
+                await self._hand_over()  # shut down while copying outputs: the next worker will
+                raise
             return
         await self.give_up(verdict)
 
@@ -140,6 +166,10 @@ class Attempt:
             if found is not None:
                 self.watch.prediction_id = found
                 self.log = self.log.bind(prediction_id=found)
+        # Replicate stops the prediction by itself a margin after this attempt's deadline, in
+        # case no worker is left to cancel it.
+        remaining_s = self.timeout_s - (time.monotonic() - self._started)
+        self.watch.cancel_after_s = remaining_s + self.config.cancel_after_margin_s
         return await self.predictions.run(
             self.record.model, self.record.input, self.watch, create_wait_s=self._create_wait_s()
         )
@@ -150,13 +180,16 @@ class Attempt:
         return min(self.config.create_wait_s, int(self.timeout_s / 3))
 
     async def _finish(self, outcome: Outcome) -> None:
-        if outcome.status == "aborted":
-            verdict = Verdict(
-                ErrorKind.TRANSIENT,
-                "Replicate aborted the prediction before it started",
-                retryable=True,
-                keep_prediction=False,
+        if outcome.status in ("aborted", "deadline"):
+            stopped = (
+                "its Cancel-After deadline passed before it started (aborted, not billed)"
+                if outcome.status == "aborted"
+                else "it was stopped at its Cancel-After deadline"
             )
+            verdict = Verdict(
+                ErrorKind.TIMEOUT, f"Replicate ended the prediction: {stopped}", True,
+                keep_prediction=False,
+            )  # fmt: skip
             await self.give_up(verdict)
             return
         if outcome.status == "canceled":
@@ -164,13 +197,26 @@ class Attempt:
             transition = await self.store.cancel(self.record.id, run=self.run, error=error)
             self._settled(transition, "job.canceled")
             return
+        self._raw_output = outcome.output
+        if find_files(outcome.output) and self.copier.store.enabled:
+            await self.reporter.phase(JobPhase.STORING_OUTPUTS)
+        try:
+            output, files = await self.copier.copy_all(self.record.id, outcome.output)
+        except StorageFailed as exc:
+            message = f"copying the output files failed: {exc}"
+            await self.give_up(Verdict(ErrorKind.STORAGE, message, exc.transient))
+            return
         transition = await self.store.succeed(
             self.record.id,
             self.run,
-            json.dumps(outcome.output),
+            json.dumps(output),
             prediction_id=self.watch.prediction_id,
+            files=files,
+            metrics=outcome.metrics,
         )
-        self._settled(transition, "job.succeeded")
+        if not transition.ok:
+            await self.copier.discard(files)  # no record will point at them
+        self._settled(transition, "job.succeeded", files=len(files))
 
     async def give_up(self, verdict: Verdict, *, cancel: str | None = None) -> None:
         """End this attempt with ``verdict``: retry later if allowed and left, else fail the job.
@@ -209,8 +255,13 @@ class Attempt:
                 retryable=False,
                 status_code=verdict.status_code,
             )
+        raw = json.dumps(self._raw_output) if verdict.kind is ErrorKind.STORAGE else None
         transition = await self.store.fail(
-            self.record.id, self.run, self._error(verdict), prediction_id=self.watch.prediction_id
+            self.record.id,
+            self.run,
+            self._error(verdict),
+            prediction_id=self.watch.prediction_id,
+            output_json=raw,
         )
         if verdict.kind not in _PREDICTION_OVER:
             cancel = cancel or self.watch.prediction_id

@@ -6,7 +6,8 @@ Environment (beyond producer.config.Config's): ``PREDQ_CONCURRENCY``, ``PREDQ_MA
 ``PREDQ_SHUTDOWN_GRACE_S``, ``PREDQ_QUEUE_POLL_S``, ``PREDQ_CREATES_PER_MIN``,
 ``PREDQ_REQUESTS_PER_MIN``, ``PREDQ_CREATE_BURST``, ``PREDQ_REQUEST_BURST``,
 ``PREDQ_THROTTLE_PAUSE_S``, ``PREDQ_MODEL_CONCURRENCY``, ``PREDQ_WEBHOOK_URL``,
-``PREDQ_WEBHOOK_FALLBACK_POLL_S``, ``PREDQ_LOG_LEVEL``, ``PREDQ_LOG_FORMAT``,
+``PREDQ_WEBHOOK_FALLBACK_POLL_S``, ``PREDQ_OUTPUT_MAX_BYTES``, ``PREDQ_CANCEL_AFTER_MARGIN_S``,
+``PREDQ_LOG_LEVEL``, ``PREDQ_LOG_FORMAT``,
 and the replicate client's own ``REPLICATE_API_TOKEN`` and ``REPLICATE_BASE_URL``.
 """
 
@@ -85,6 +86,11 @@ class WorkerConfig(Config):
     webhook_url: str | None = Field(None, alias="PREDQ_WEBHOOK_URL")
     #: With webhooks on, how long to wait for one before polling once (a lost webhook).
     webhook_fallback_poll_s: float = Field(60.0, alias="PREDQ_WEBHOOK_FALLBACK_POLL_S", gt=0)
+    #: The largest output file copied to the output store; a larger one fails the job (storage).
+    output_max_bytes: int = Field(2 * 1024**3, alias="PREDQ_OUTPUT_MAX_BYTES", ge=1)
+    #: Replicate stops a prediction by itself this long after its attempt's deadline
+    #: (``Cancel-After``), should no worker be left to cancel it.
+    cancel_after_margin_s: float = Field(10.0, alias="PREDQ_CANCEL_AFTER_MARGIN_S", ge=0)
     log_level: str = Field("INFO", alias="PREDQ_LOG_LEVEL")
     log_format: LogFormat = Field("auto", alias="PREDQ_LOG_FORMAT")
     replicate_api_token: SecretStr | None = Field(None, alias="REPLICATE_API_TOKEN", repr=False)
@@ -127,4 +133,7 @@ class WorkerConfig(Config):
         password = redis_password(self.redis_url)
         if password:
             found.append(password)
+        for secret in (self.aws_secret_access_key, self.aws_session_token):
+            if secret is not None:
+                found.append(secret.get_secret_value())
         return found

@@ -9,6 +9,7 @@ from producer.store import JobStore
 from worker.config import WorkerConfig
 from worker.lease import Leases
 from worker.model_slots import ModelSlots
+from worker.outputs import Copier
 from worker.replicate_client import Predictions
 
 
@@ -19,6 +20,7 @@ class WorkerContext(TypedDict):
     config: WorkerConfig
     store: JobStore
     predictions: Predictions
+    outputs: Copier
     leases: Leases
     model_slots: ModelSlots
     background: list[asyncio.Task[None]]

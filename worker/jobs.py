@@ -21,7 +21,7 @@ from arq import Retry
 
 from producer import clock
 from producer.errors import RedisUnavailable
-from producer.models import ErrorInfo, ErrorKind, JobState
+from producer.models import ErrorInfo, ErrorKind, JobPhase, JobState
 from producer.store import Transition
 from worker.attempt import Attempt, HandBack
 from worker.context import WorkerContext
@@ -123,6 +123,6 @@ async def _model_slot(ctx: WorkerContext, job_id: str) -> None:
     if model is None or await ctx["model_slots"].take(model, job_id):
         return
     delay_s = random.uniform(MODEL_SLOT_WAIT_S / 2, MODEL_SLOT_WAIT_S)
-    await ctx["store"].defer(job_id, delay_s)
+    await ctx["store"].defer(job_id, delay_s, phase=JobPhase.WAITING_FOR_MODEL_SLOT)
     log.debug("job.waiting_for_model_slot", job_id=job_id, model=model)
     raise HandBack("waiting for a slot of its model")

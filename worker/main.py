@@ -32,6 +32,7 @@ from worker.jobs import run_prediction
 from worker.lease import Leases
 from worker.logs import configure_logging
 from worker.model_slots import ModelSlots
+from worker.outputs import Copier, Sweeper
 from worker.ratelimit import RateLimiter
 from worker.redis_settings import redis_settings
 from worker.replicate_client import Predictions
@@ -80,6 +81,10 @@ def build_settings(environ: Mapping[str, str], *, configure_logs: bool = False) 
         job_ctx["predictions"] = Predictions(
             config, transport=ctx.get("http_transport"), limiter=limiter, waiters=waiters
         )
+        outputs = config.outputs()
+        job_ctx["outputs"] = Copier(
+            outputs, max_bytes=config.output_max_bytes, transport=ctx.get("http_transport")
+        )
         slots = ModelSlots(ctx["redis"], config.model_concurrency, lease_s=config.lease_s)
         job_ctx["model_slots"] = slots
         leases = Leases(ctx["redis"], queue_name=config.queue_name, lease_s=config.lease_s)
@@ -88,6 +93,9 @@ def build_settings(environ: Mapping[str, str], *, configure_logs: bool = False) 
             asyncio.create_task(leases.keep_renewing()),
             asyncio.create_task(slots.keep_renewing()),
         ]
+        if outputs.enabled:
+            sweeper = Sweeper(ctx["redis"], outputs)
+            job_ctx["background"].append(asyncio.create_task(sweeper.keep_sweeping()))
         if waiters is not None:
             job_ctx["background"].append(asyncio.create_task(waiters.listen()))
         log.info(
@@ -99,6 +107,7 @@ def build_settings(environ: Mapping[str, str], *, configure_logs: bool = False) 
             webhooks=config.webhook_url is not None,
             redis=config.redis_url_redacted,
             replicate=config.replicate_base_url or "https://api.replicate.com",
+            outputs=config.output_store,
         )
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -110,6 +119,9 @@ def build_settings(environ: Mapping[str, str], *, configure_logs: bool = False) 
         predictions = job_ctx.get("predictions")
         if predictions is not None:
             await predictions.aclose()
+        copier = job_ctx.get("outputs")
+        if copier is not None:
+            await copier.aclose()
         log.info("worker.stopped")
 
     class Settings:

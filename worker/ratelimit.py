@@ -20,6 +20,7 @@ a Redis blip must not fail predictions that are otherwise fine.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -55,8 +56,11 @@ class RateLimiter:
         self._budgets = budgets
         self._reserve = redis.register_script(_RESERVE)
 
-    async def acquire(self, kind: Kind) -> float:
-        """Wait for this request's slot in ``kind``'s budget; returns the seconds waited."""
+    async def acquire(
+        self, kind: Kind, on_wait: Callable[[float], Awaitable[None]] | None = None
+    ) -> float:
+        """Wait for this request's slot in ``kind``'s budget; returns the seconds waited.
+        ``on_wait(seconds)`` is awaited first when there is a wait (the job says so)."""
         budget = self._budgets.get(kind)
         if budget is None:
             return 0.0
@@ -74,6 +78,8 @@ class RateLimiter:
             return 0.0
         wait_s = max(0.0, float(wait_ms) / 1000)
         if wait_s > 0:
+            if on_wait is not None:
+                await on_wait(wait_s)
             await asyncio.sleep(wait_s)
         return wait_s
 

@@ -22,7 +22,13 @@ from replicate.prediction import _json_to_prediction
 
 from producer.models import split_model_ref
 from worker.config import WorkerConfig
-from worker.observe import FINAL_STATUSES, ObservingTransport, PredictionWatch, watching
+from worker.observe import (
+    FINAL_STATUSES,
+    ObservingTransport,
+    PredictionWatch,
+    stopped_by_deadline,
+    watching,
+)
 from worker.ratelimit import RateLimiter
 from worker.retry import backoff_s, classify
 from worker.webhook_wait import WebhookWaiters
@@ -38,10 +44,28 @@ _POLL_BACKOFF_MAX_S = 30.0
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a prediction ended (exceptions cover failures: ModelError and the rest)."""
+    """How a prediction ended (exceptions cover failures: ModelError and the rest).
 
-    status: Literal["succeeded", "canceled", "aborted"]
+    ``aborted``: its ``Cancel-After`` deadline passed before it started; ``deadline``: it was
+    stopped at that deadline while it ran; ``canceled``: by someone else (a user at Replicate).
+    """
+
+    status: Literal["succeeded", "canceled", "aborted", "deadline"]
     output: Any = None
+    metrics: dict[str, Any] | None = None
+
+
+def _outcome(prediction: dict[str, Any], output: Any) -> Outcome:
+    """The Outcome of a final prediction (``prediction``: its JSON as Replicate sent it)."""
+    status = prediction.get("status")
+    metrics = prediction.get("metrics") if isinstance(prediction.get("metrics"), dict) else None
+    if status == "aborted":
+        return Outcome("aborted")
+    if status == "canceled":
+        if stopped_by_deadline(prediction):
+            return Outcome("deadline", output, metrics)
+        return Outcome("canceled", output, metrics)
+    return Outcome("succeeded", output, metrics)
 
 
 class Predictions:
@@ -157,21 +181,19 @@ class Predictions:
             if self._waiters is not None and self._webhook_url is not None:
                 return await self._run_by_webhook(model, input, watch, self._waiters)
             if watch.prediction_id is not None:
-                return await self._resume(client, watch.prediction_id)
+                return await self._resume(client, watch.prediction_id, watch)
             output = await client.async_run(
                 model, input=input, wait=create_wait_s or False, use_file_output=False
             )
             if watch.status not in FINAL_STATUSES and watch.prediction_id is not None:
                 # With Prefer: wait, async_run takes any status but "starting" as final and
                 # returns partial output (replicate-python#385): poll it to its end instead.
-                return await self._resume(client, watch.prediction_id)
-        except PredictionParseError:
-            if watch.status == "aborted":
-                return Outcome("aborted")
+                return await self._resume(client, watch.prediction_id, watch)
+        except PredictionParseError:  # a status the client does not know
+            if watch.status in FINAL_STATUSES and watch.status != "failed":
+                return _outcome(watch.last, None)
             raise
-        if watch.status == "canceled":
-            return Outcome("canceled", output)
-        return Outcome("succeeded", output)
+        return _outcome(watch.last, output)
 
     async def _run_by_webhook(
         self, model: str, input: dict[str, Any], watch: PredictionWatch, waiters: WebhookWaiters
@@ -189,13 +211,10 @@ class Predictions:
         while watch.status not in FINAL_STATUSES:
             delivered = await waiters.wait(prediction_id, self._fallback_poll_s)
             if delivered is not None:
-                return self._outcome(delivered)
-            try:  # no webhook yet: poll once, in case it was lost
-                await self._client.predictions.async_get(prediction_id)
-            except PredictionParseError:
-                if watch.status != "aborted":
-                    raise
-        return self._outcome(watch.last)
+                return self._from_webhook(delivered)
+            # No webhook yet: poll once, in case it was lost.
+            await self._client.predictions.async_get(prediction_id)
+        return self._from_webhook(watch.last)
 
     async def _create_with_webhook(self, model: str, input: dict[str, Any]) -> None:
         parts = split_model_ref(model)
@@ -213,24 +232,19 @@ class Predictions:
                 model=name, input=input, wait=False, **params
             )
 
-    def _outcome(self, prediction: dict[str, Any]) -> Outcome:
-        status = prediction.get("status")
-        if status == "failed":
+    def _from_webhook(self, prediction: dict[str, Any]) -> Outcome:
+        if prediction.get("status") == "failed":
             raise ModelError(_json_to_prediction(self._client, prediction))
-        if status == "succeeded":
-            return Outcome("succeeded", prediction.get("output"))
-        if status == "canceled":
-            return Outcome("canceled", prediction.get("output"))
-        return Outcome("aborted")
+        return _outcome(prediction, prediction.get("output"))
 
-    async def _resume(self, client: ReplicateClient, prediction_id: str) -> Outcome:
+    async def _resume(
+        self, client: ReplicateClient, prediction_id: str, watch: PredictionWatch
+    ) -> Outcome:
         prediction = await client.predictions.async_get(prediction_id)
         await prediction.async_wait()
         if prediction.status == "failed":
             raise ModelError(prediction)
-        if prediction.status == "canceled":
-            return Outcome("canceled", prediction.output)
-        return Outcome("succeeded", prediction.output)
+        return _outcome(watch.last, prediction.output)
 
     async def find(
         self,

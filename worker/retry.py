@@ -12,7 +12,10 @@ Every exception an attempt can end with is mapped to an ErrorKind here and nowhe
 | ReplicateError 401 / 403 / 402                | config     | no      |                         |
 | ReplicateError other 4xx (400, 404, 422)      | permanent  | no      |                         |
 | ModelError (the prediction failed)            | model      | no      |                         |
-| status "aborted" (never started on Replicate) | transient  | yes     | new prediction          |
+| "aborted" (Cancel-After passed before start)  | timeout    | yes     | new prediction          |
+| canceled at its Cancel-After deadline         | timeout    | yes     | new prediction          |
+| output files not copied (worker/outputs.py)   | storage    | if it   | same prediction (copied |
+|                                               |            | passes  | again, never re-paid)   |
 | anything else                                 | internal   | no      |                         |
 
 When a create fails without an answer (timeout, connection error, 5xx) the prediction may exist

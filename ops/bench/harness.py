@@ -136,8 +136,9 @@ class Bench:
 
     def predq_env(self, sandbox: Sandbox, **settings: str) -> dict[str, str]:
         """A predq worker's whole environment: the bench's defaults, then ``settings``."""
-        return {**clean_env(), **PREDQ_ENV, **settings, "REDIS_URL": self.redis_url,
-                "REPLICATE_BASE_URL": sandbox.url}  # fmt: skip
+        outputs = (self.workdir / "outputs").as_uri()
+        return {**clean_env(), **PREDQ_ENV, "PREDQ_OUTPUT_STORE": outputs, **settings,
+                "REDIS_URL": self.redis_url, "REPLICATE_BASE_URL": sandbox.url}  # fmt: skip
 
     def bare_env(self, sandbox: Sandbox, **settings: str) -> dict[str, str]:
         return {**clean_env(), **settings, "REDIS_URL": self.redis_url,

@@ -82,7 +82,7 @@ async def sampled(run: WorkerRun, sandbox: Sandbox, producer: Producer) -> Async
 
 @asynccontextmanager
 async def predq_worker(
-    bench: Bench, sandbox: Sandbox, name: str, jobs: int, **settings: str
+    bench: Bench, sandbox: Sandbox, name: str, jobs: int | list[dict[str, Any]], **settings: str
 ) -> AsyncIterator[tuple[WorkerRun, Producer]]:
     """``jobs`` echo jobs enqueued and parked, and a predq worker polling, ready to release."""
     async with predq_workers(bench, sandbox, name, jobs, 1, settings) as started:
@@ -91,13 +91,19 @@ async def predq_worker(
 
 @asynccontextmanager
 async def predq_workers(
-    bench: Bench, sandbox: Sandbox, name: str, jobs: int, workers: int, settings: dict[str, str]
+    bench: Bench,
+    sandbox: Sandbox,
+    name: str,
+    jobs: int | list[dict[str, Any]],
+    workers: int,
+    settings: dict[str, str],
 ) -> AsyncIterator[tuple[WorkerRun, Producer]]:
-    """``jobs`` echo jobs enqueued and parked, and ``workers`` predq workers polling."""
+    """``jobs`` (a number of echo jobs, or the jobs themselves) enqueued and parked, and
+    ``workers`` predq workers polling."""
     await bench.flush()
     await sandbox.reset()
     async with bench.producer() as producer:
-        await enqueue_in_batches(producer, echo_jobs(jobs))
+        await enqueue_in_batches(producer, echo_jobs(jobs) if isinstance(jobs, int) else jobs)
         env = bench.predq_env(sandbox, **settings)
         async with WorkerRun(bench, name, PREDQ_COMMAND, env, QUEUE, sandbox, workers) as run:
             yield run, producer

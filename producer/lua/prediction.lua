@@ -3,7 +3,7 @@
 --
 -- KEYS[1] predq:job:{id}   KEYS[2] predq:prediction:{prediction id}
 -- ARGV[1] run token   ARGV[2] job id   ARGV[3] prediction id   ARGV[4] claim TTL (s)
--- ARGV[5] now (ISO)
+-- ARGV[5] now (ISO)   ARGV[6..] more field/value pairs to set with it (the phase)
 -- Returns ok, missing, illegal (the job is no longer running), stale (another run owns it) or
 -- claimed (another job owns this prediction).
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -14,5 +14,8 @@ local owner = redis.call('GET', KEYS[2])
 if owner and owner ~= ARGV[2] then return 'claimed' end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
 redis.call('HSET', KEYS[1], 'prediction_id', ARGV[3], 'updated_at', ARGV[5])
+if #ARGV > 5 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+end
 redis.call('HDEL', KEYS[1], 'create_unconfirmed_at')
 return 'ok'

@@ -1,5 +1,7 @@
 -- Re-drive a failed job: same id, a fresh budget of attempts and recoveries, its error history
--- kept. The arq payload and queue entry (removed when the job finished) are written again.
+-- kept. The arq payload and queue entry (removed when the job finished) are written again. A job
+-- that failed only because its output files could not be stored (field resume_prediction) keeps
+-- its prediction: the next attempt copies its outputs again instead of paying for another one.
 -- Refused while arq still holds the job (its worker has not finished it yet: arq would then
 -- delete the new queue entry). Safe to replay (operation id).
 --
@@ -15,8 +17,11 @@ if redis.call('EXISTS', KEYS[6]) == 1 then return {'busy', state} end
 redis.call('HSET', KEYS[1], 'state', 'queued', 'updated_at', ARGV[3], 'op', ARGV[5],
   'attempt_base', redis.call('HGET', KEYS[1], 'attempts'), 'recoveries', 0)
 redis.call('HINCRBY', KEYS[1], 'redrives', 1)
-redis.call('HDEL', KEYS[1], 'prediction_id', 'output', 'finished_at', 'create_unconfirmed_at',
-  'resume', 'run')
+if redis.call('HDEL', KEYS[1], 'resume_prediction') == 0 then
+  redis.call('HDEL', KEYS[1], 'prediction_id')
+end
+redis.call('HDEL', KEYS[1], 'output', 'files', 'metrics', 'finished_at', 'create_unconfirmed_at',
+  'resume', 'run', 'phase', 'progress')
 redis.call('PERSIST', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])

@@ -4,7 +4,7 @@
 -- fenced out.
 --
 -- KEYS[1] predq:job:{id}   KEYS[2..7] predq:state:{state} in JobState order   KEYS[8] the arq queue
--- KEYS[9] arq:job:{id}
+-- KEYS[9] arq:job:{id}     KEYS[10] predq:outputs:expiry (the jobs whose output files expire)
 -- ARGV[1] allowed current states, space separated   ARGV[2] target state   ARGV[3] now (ms)
 -- ARGV[4] retention (s): the record's TTL once final; live records never expire
 -- ARGV[5] expected run token ("" = any)
@@ -18,7 +18,8 @@
 -- ARGV[11] operation id: a replay of an applied call (redis-py resends a script whose reply was
 --          lost) answers ok without applying it twice
 -- ARGV[12] the arq payload, written back with ARGV[10] if arq deleted it
--- ARGV[13..] field/value pairs; an empty value deletes
+-- ARGV[13] "1": the job has output files, which expire with the record (KEYS[10], scored by when)
+-- ARGV[14..] field/value pairs; an empty value deletes
 -- Returns {status, current state, field, value, ...}; status is ok, missing, illegal or stale
 local states = {'queued', 'running', 'retrying', 'succeeded', 'failed', 'canceled'}
 local final = {succeeded = true, failed = true, canceled = true}
@@ -72,7 +73,7 @@ if ARGV[8] ~= '' then
   end
   redis.call('HSET', job, 'errors', errors, 'error', ARGV[8])
 end
-for i = 13, #ARGV, 2 do
+for i = 14, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', job, ARGV[i])
   else
@@ -99,6 +100,9 @@ if ARGV[10] ~= '' then
 end
 if final[target] then
   redis.call('EXPIRE', job, ARGV[4])
+  if ARGV[13] == '1' then
+    redis.call('ZADD', KEYS[10], now + tonumber(ARGV[4]) * 1000, id)
+  end
 else
   redis.call('PERSIST', job)
 end

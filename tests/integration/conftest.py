@@ -86,7 +86,7 @@ def sandbox(sandbox_server: Sandbox) -> Sandbox:
     sandbox_server.reset()
     sandbox_server.faults(
         throttle_rate=0, error_rate=0, slow_rate=0, lost_create_rate=0, latency_s=0.2,
-        retry_after_s=1, wait_returns_processing=False,
+        retry_after_s=1, wait_returns_processing=False, output_ttl_s=3600, boot_s=None,
     )  # fmt: skip
     return sandbox_server
 
@@ -108,6 +108,7 @@ class Workers:
             full_env = {
                 **clean_env(),
                 **FAST_WORKER_ENV,
+                "PREDQ_OUTPUT_STORE": outputs_dir(self.log_dir).as_uri(),
                 "REDIS_URL": self.redis_url,
                 "REPLICATE_BASE_URL": self.sandbox.url,
                 "REPLICATE_API_TOKEN": SANDBOX_TOKEN,
@@ -157,11 +158,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-def predq(redis_url: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the ``predq`` command against ``redis_url``."""
+def predq(
+    redis_url: str, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``predq`` command against ``redis_url`` (``env``: more settings)."""
     return subprocess.run(
         [sys.executable, "-m", "producer.cli", *args],
-        env={**clean_env(), "REDIS_URL": redis_url},
+        env={**clean_env(), "REDIS_URL": redis_url, **(env or {})},
         input=stdin,
         capture_output=True,
         text=True,
@@ -169,9 +172,15 @@ def predq(redis_url: str, *args: str, stdin: str | None = None) -> subprocess.Co
     )
 
 
+def outputs_dir(tmp_path: Path) -> Path:
+    """Where one test's workers copy output files (its producer reads them there)."""
+    return tmp_path / "outputs"
+
+
 @pytest.fixture
-async def producer(redis_url: str) -> AsyncIterator[Producer]:
-    async with Producer(config=Config(redis_url=redis_url)) as producer:
+async def producer(redis_url: str, tmp_path: Path) -> AsyncIterator[Producer]:
+    config = Config.from_env({}, redis_url=redis_url, output_store=outputs_dir(tmp_path).as_uri())
+    async with Producer(config=config) as producer:
         yield producer
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from producer.client import Producer
 from producer.models import ErrorKind, JobState
+from sandbox.models import version_id
 from tests.integration.conftest import SANDBOX_TOKEN, Sandbox, Workers, record_when
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ async def test_version_refs_and_file_outputs(
     producer: Producer, workers: Workers, sandbox: Sandbox
 ) -> None:
     workers.start()
-    versioned = await producer.enqueue("sandbox/echo:5c7d5dc6dd8bf75c1acaa85", {"a": 1})
+    versioned = await producer.enqueue(f"sandbox/echo:{version_id('sandbox/echo')}", {"a": 1})
     image = await producer.enqueue("sandbox/image", {"num_outputs": 2})
     versioned_done = await producer.wait(versioned.id, timeout_s=30)
     image_done = await producer.wait(image.id, timeout_s=30)
@@ -44,7 +45,21 @@ async def test_version_refs_and_file_outputs(
     assert image_done.state is JobState.SUCCEEDED
     assert isinstance(image_done.output, list)
     assert len(image_done.output) == 2
-    assert all(isinstance(url, str) and url.startswith("http") for url in image_done.output)
+    assert image_done.output == [f.url for f in image_done.files]
+    assert all(url.startswith("file://") for url in image_done.output)
+
+
+async def test_a_typod_version_fails_at_once_with_replicates_reason(
+    producer: Producer, workers: Workers, sandbox: Sandbox
+) -> None:
+    workers.start()
+    job = await producer.enqueue("sandbox/echo:0123456789abcdef", {"a": 1})
+    record = await producer.wait(job.id, timeout_s=30)
+    assert record.state is JobState.FAILED
+    assert record.error is not None
+    assert record.error.kind is ErrorKind.PERMANENT
+    assert "Invalid version or not permitted" in record.error.message
+    assert sandbox.stats()["created"] == 0
 
 
 async def test_model_error_fails_at_once_with_the_reason(

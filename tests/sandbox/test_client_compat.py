@@ -46,18 +46,39 @@ async def test_async_run_by_version_ref_gets_the_version_and_runs_that_model(
     assert version.openapi_schema["components"]["schemas"]["Output"].get("type") != "array"
 
 
-async def test_unknown_bare_version_runs_as_sandbox_versioned(sb: InProcess) -> None:
-    output = await sb.client.async_run("acme/thing:deadbeef", input={"k": "v"})
-    assert output == {"k": "v"}
-    prediction = (await sb.client.predictions.async_list()).results[0]
-    assert (prediction.model, prediction.version) == ("sandbox/versioned", "deadbeef")
+async def test_an_unknown_version_is_refused_like_replicate_does(sb: InProcess) -> None:
+    for ref in ("acme/thing:deadbeef", "sandbox/echo:" + "0" * 64):
+        with pytest.raises(ReplicateError) as caught:
+            await sb.client.async_run(ref, input={"k": "v"})
+        assert caught.value.status == 422
+        assert caught.value.title == "Invalid version or not permitted"
+    with pytest.raises(ReplicateError) as bare:
+        await sb.client.predictions.async_create(version="deadbeef", input={})
+    assert bare.value.status == 422
+    assert (await sb.stats())["created"] == 0
+    assert (await sb.http.get("/v1/models/acme/thing/versions/deadbeef")).status_code == 404
 
 
 async def test_version_body_may_name_the_model(sb: InProcess) -> None:
     prediction = await sb.client.predictions.async_create(
-        version="sandbox/sleep:abc", input={"seconds": 0}
+        version="sandbox/sleep", input={"seconds": 0}
     )
-    assert (prediction.model, prediction.version) == ("sandbox/sleep", "abc")
+    assert (prediction.model, prediction.version) == ("sandbox/sleep", version_id("sandbox/sleep"))
+
+
+async def test_the_calls_the_official_clients_make_for_models_and_the_account(
+    sb: InProcess,
+) -> None:
+    model = await sb.client.models.async_get("acme/thing")
+    assert (model.owner, model.name) == ("acme", "thing")
+    assert model.latest_version is not None
+    assert model.latest_version.id == version_id("acme/thing")
+    versions = await model.versions.async_list()
+    assert [v.id for v in versions.results] == [version_id("acme/thing")]
+    listed = await sb.client.models.async_list()
+    assert "sandbox/image" in {f"{m.owner}/{m.name}" for m in listed.results}
+    account = await sb.client.accounts.async_current()
+    assert account.username == "sandbox"
 
 
 async def test_fail_model_default_message(sb: InProcess) -> None:
@@ -74,7 +95,7 @@ async def test_sleep_runs_for_input_seconds(sb: InProcess) -> None:
 
 
 async def test_image_outputs_are_served_pngs(sb: InProcess) -> None:
-    urls = await sb.client.async_run("sandbox/image", input={"num_outputs": 3})
+    urls = await sb.client.async_run("sandbox/image", input={"num_outputs": 3}, wait=False)
     assert isinstance(urls, list)
     assert len(urls) == 3
     for index, url in enumerate(urls):
@@ -86,6 +107,40 @@ async def test_image_outputs_are_served_pngs(sb: InProcess) -> None:
         assert response.content.startswith(b"\x89PNG\r\n\x1a\n")
     missing = await sb.http.get(urls[0].replace("/0.png", "/3.png"))
     assert missing.status_code == 404
+
+
+async def test_sync_mode_returns_files_as_data_uris_and_polls_return_urls(sb: InProcess) -> None:
+    files = await sb.client.async_run("sandbox/image", input={"num_outputs": 2})  # Prefer: wait
+    assert [str(f)[:22] for f in files] == ["data:image/png;base64,"] * 2
+    inline = [await f.aread() for f in files]
+    prediction = (await sb.client.predictions.async_list()).results[0]
+    served = [(await sb.http.get(url)).content for url in prediction.output]
+    assert inline == served
+    assert inline[0] != inline[1]  # each image has bytes of its own
+
+
+async def test_outputs_are_removed_after_the_output_ttl(make_sandbox: MakeSandbox) -> None:
+    sb = await make_sandbox(SandboxConfig(latency_s=0.01, output_ttl_s=0.3))
+    prediction = await sb.client.predictions.async_create(
+        version="sandbox/image", input={"num_outputs": 1}
+    )
+    await eventually(
+        lambda: sb.state.store.get(prediction.id).status_at(time.time()) == "succeeded"
+    )
+    url = (await sb.http.get(f"/v1/predictions/{prediction.id}")).json()["output"][0]
+    assert (await sb.http.get(url)).status_code == 200
+
+    async def removed() -> bool:
+        return (await sb.http.get(url)).status_code == 404
+
+    await eventually(removed, timeout_s=5)
+    raw = (await sb.http.get(f"/v1/predictions/{prediction.id}")).json()
+    assert (raw["status"], raw["output"], raw["data_removed"], raw["logs"]) == (
+        "succeeded",
+        None,
+        True,
+        "",
+    )
 
 
 async def test_prediction_json_shape(sb: InProcess) -> None:

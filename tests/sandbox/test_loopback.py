@@ -34,7 +34,7 @@ async def test_run_models_over_http(live_url: str, replicate_client: ClientFacto
     client = replicate_client(live_url)
     assert await client.async_run("sandbox/echo", input={"over": "http"}) == {"over": "http"}
     assert await client.async_run("sandbox/echo", input={"w": 0}, wait=False) == {"w": 0}
-    urls = await client.async_run("sandbox/image", input={"num_outputs": 2})
+    urls = await client.async_run("sandbox/image", input={"num_outputs": 2}, wait=False)
     assert isinstance(urls, list)
     assert all(url.startswith(f"{live_url}/sandbox/files/") for url in urls)
     async with httpx.AsyncClient() as http:

@@ -16,7 +16,13 @@ from sandbox.clock import iso8601, parse_iso8601
 from sandbox.config import ConfigError, SandboxConfig
 from sandbox.files import TINY_PNG
 from sandbox.models import MODELS, InvalidInput, ModelRun, RunContext, lookup, version_id
-from sandbox.parsing import InvalidRequest, parse_prefer_wait, resolve_version
+from sandbox.parsing import (
+    InvalidRequest,
+    InvalidVersion,
+    parse_cancel_after,
+    parse_prefer_wait,
+    resolve_version,
+)
 from sandbox.prediction import Prediction, new_prediction_id
 from sandbox.ratelimit import SlidingWindowLimiter
 from sandbox.store import PredictionStore
@@ -104,23 +110,45 @@ def test_prefer_wait_out_of_range(header: str) -> None:
 
 
 def test_resolve_version() -> None:
-    assert resolve_version("a/b:v1") == ("a/b", "v1")
-    assert resolve_version("a/b") == ("a/b", "hidden")
-    assert resolve_version("abc123") == ("sandbox/versioned", "abc123")
+    assert resolve_version(f"a/b:{version_id('a/b')}") == ("a/b", version_id("a/b"))
+    assert resolve_version("a/b") == ("a/b", version_id("a/b"))
     assert resolve_version(version_id("sandbox/image")) == (
         "sandbox/image",
         version_id("sandbox/image"),
     )
+    for unknown in ("a/b:v1", "abc123"):
+        with pytest.raises(InvalidVersion):
+            resolve_version(unknown)
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [(None, None), ("90", 90), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("1h", 3600)],
+)
+def test_cancel_after(header: str | None, seconds: float | None) -> None:
+    assert parse_cancel_after(header) == seconds
+
+
+@pytest.mark.parametrize("header", ["4", "3s", "soon", "", "1d", "-5"])
+def test_cancel_after_refused(header: str) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_cancel_after(header)
 
 
 def test_model_table() -> None:
-    assert set(MODELS) == {"sandbox/echo", "sandbox/sleep", "sandbox/fail", "sandbox/image"}
+    assert set(MODELS) == {
+        "sandbox/echo", "sandbox/sleep", "sandbox/fail", "sandbox/image", "sandbox/video"
+    }  # fmt: skip
     assert lookup("x/y").run({"a": 1}, CTX) == ModelRun(duration_s=1.0, output={"a": 1})
     assert lookup("sandbox/sleep").run({"seconds": 7}, CTX).duration_s == 7.0
     failed = lookup("sandbox/fail").run({"message": "m"}, CTX)
     assert (failed.fails, failed.error, failed.output) == (True, "m", None)
     images = lookup("sandbox/image").run({"num_outputs": 2}, CTX).output
     assert images == [f"http://h:1/sandbox/files/{'p' * 26}/{i}.png" for i in range(2)]
+    image = lookup("sandbox/image").run({}, CTX)
+    assert image.logs_at(0.0).endswith("  0%|          | 0/20 [00:00<00:00]\n")
+    assert " 50%|#####     | 10/20" in image.logs_at(0.5).splitlines()[-1]
+    assert "generated 1 image(s)" in image.logs_at(1.0)
     with pytest.raises(InvalidInput):
         lookup("sandbox/sleep").run({"seconds": -1}, CTX)
     assert len(version_id("a/b")) == 64
@@ -214,7 +242,9 @@ def test_store_counts_duplicates_and_the_busiest_minute() -> None:
     counters = store.counters
     assert counters.duplicate_inputs == len(times) - 2
     assert counters.max_creates_per_60s == 5  # 10, 20, 59, 60, 61: within (1, 61]
-    assert store.outcome_counts(1000.0) == {"succeeded": 7, "failed": 0, "in_flight": 0}
+    assert store.outcome_counts(1000.0) == {
+        "succeeded": 7, "failed": 0, "in_flight": 0, "aborted": 0, "deadline_canceled": 0
+    }  # fmt: skip
     assert store.outcome_counts(200.5)["in_flight"] == 1
     with pytest.raises(ValueError, match="seq"):
         store.add(_prediction(3, 300.0))
@@ -230,3 +260,31 @@ def test_sliding_window_limiter() -> None:
     assert limiter.admit(59.5, 2) == 1
     assert limiter.admit(60.0, 2) is None
     assert limiter.admit(60.5, 1) == 60
+
+
+def test_a_deadline_aborts_a_starting_prediction_and_cancels_a_processing_one() -> None:
+    run = ModelRun(duration_s=10.0, output="out", logs=((0.0, "a\n"), (0.6, "b\n")))
+    common: dict[str, Any] = {"model": "m/n", "version": "v", "input": {}, "run": run,
+                              "created_s": 100.0, "base_url": "http://h/", "seq": 0}  # fmt: skip
+    aborted = Prediction(id="p1", boot_s=30.0, cancel_after_s=5.0, **common)
+    assert [aborted.status_at(t) for t in (104.9, 105.0, 200.0)] == [
+        "starting", "aborted", "aborted"
+    ]  # fmt: skip
+    body = aborted.to_json(106.0)
+    assert (body["status"], body["started_at"], body["deadline"]) == (
+        "aborted", None, "1970-01-01T00:01:45.000000Z"
+    )  # fmt: skip
+    assert body["metrics"]["predict_time"] == 0.0
+    assert not aborted.cancel(106.0)
+
+    stopped = Prediction(id="p2", boot_s=1.0, cancel_after_s=6.0, **common)
+    assert [stopped.status_at(t) for t in (100.5, 103.0, 106.0)] == [
+        "starting", "processing", "canceled"
+    ]  # fmt: skip
+    assert stopped.to_json(103.0)["logs"] == "a\n"
+    assert stopped.to_json(120.0)["logs"] == "a\n"  # stopped at half its run
+    assert stopped.to_json(120.0)["completed_at"] == "1970-01-01T00:01:46.000000Z"
+
+    in_time = Prediction(id="p3", boot_s=1.0, cancel_after_s=60.0, **common)
+    assert in_time.status_at(111.0) == "succeeded"
+    assert in_time.to_json(111.0)["logs"] == "a\nb\n"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import arq.worker
@@ -52,12 +53,15 @@ async def _no_info(*_: Any) -> None:
 class InProcessWorkers:
     """Makes arq Workers sharing one fakeredis and one sandbox app."""
 
-    def __init__(self, redis: fakeredis.FakeAsyncRedis, config: Config) -> None:
+    def __init__(self, redis: fakeredis.FakeAsyncRedis, config: Config, outputs: Path) -> None:
         self.redis = redis
-        self.config = config
+        #: Output files go to a directory of the test's own.
+        self.env = {**ENV, "PREDQ_OUTPUT_STORE": outputs.as_uri()}
+        self.config = config.model_copy(update={"output_store": outputs.as_uri()})
+        self.outputs = outputs
         self.app = create_app(SandboxConfig(latency_s=0.02, token=TOKEN, retry_after_s=0))
-        self.producer = Producer(config=config, redis=redis)
-        self.store = JobStore(redis, config)
+        self.producer = Producer(config=self.config, redis=redis)
+        self.store = JobStore(redis, self.config)
 
     @property
     def sandbox(self) -> Any:
@@ -75,7 +79,7 @@ class InProcessWorkers:
 
     def make(self, *, burst: bool, **env: str) -> arq.worker.Worker:
         """A Worker with the production Settings for ``ENV`` plus ``env``."""
-        kwargs = arq.worker.get_kwargs(build_settings({**ENV, **env}))
+        kwargs = arq.worker.get_kwargs(build_settings({**self.env, **env}))
         kwargs.pop("redis_settings")
         return arq.worker.Worker(
             **kwargs,
@@ -110,7 +114,9 @@ class InProcessWorkers:
         try:
             yield worker
         finally:
-            await worker.close()
+            # Jobs still running (or finishing) are cancelled, as a SIGKILL would end them.
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
@@ -127,7 +133,10 @@ class InProcessWorkers:
 
 @pytest.fixture
 def workers(
-    fake_redis: fakeredis.FakeAsyncRedis, config: Config, monkeypatch: pytest.MonkeyPatch
+    fake_redis: fakeredis.FakeAsyncRedis,
+    config: Config,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> InProcessWorkers:
     monkeypatch.setattr(arq.worker, "log_redis_info", _no_info)
-    return InProcessWorkers(fake_redis, config)
+    return InProcessWorkers(fake_redis, config, tmp_path / "outputs")

@@ -1,0 +1,148 @@
+"""The store's Lua scripts (``producer/lua/``), loaded once per client, with their KEYS and ARGV
+built here and only here: each method's parameters are the script's arguments by name, in the
+order its header documents. ``JobStore`` is the only caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from producer import arq_wire, keys
+from producer.models import JobState
+
+
+def _lua(name: str) -> str:
+    return resources.files("producer").joinpath("lua", name).read_text()
+
+
+def _flat(fields: Mapping[str, str]) -> list[str]:
+    return [item for pair in fields.items() for item in pair]
+
+
+class Scripts:
+    """The registered scripts of one Redis client; every call returns the script's raw reply."""
+
+    def __init__(self, redis: aioredis.Redis, queue_name: str) -> None:
+        self._queue = queue_name
+        self._create = redis.register_script(_lua("create.lua"))
+        self._transition = redis.register_script(_lua("transition.lua"))
+        self._prediction = redis.register_script(_lua("prediction.lua"))
+        self._progress = redis.register_script(_lua("progress.lua"))
+        self._requeue = redis.register_script(_lua("requeue.lua"))
+
+    async def create(
+        self,
+        *,
+        job_id: str,
+        now_ms: int,
+        idempotency_key: str | None,
+        idempotency_window_s: int,
+        fields: Mapping[str, str],
+        client: Any = None,
+    ) -> Any:
+        """create.lua (``client``: a pipeline to queue the call on instead of sending it)."""
+        script_keys = [
+            keys.job(job_id),
+            keys.state_index(JobState.QUEUED),
+            self._queue,
+            arq_wire.job_key(job_id),
+        ]
+        if idempotency_key is not None:
+            script_keys.append(keys.idempotency(idempotency_key))
+        args: list[Any] = [
+            job_id,
+            arq_wire.due_score(now_ms),
+            arq_wire.payload(job_id, now_ms),
+            idempotency_window_s,
+            keys.JOB_PREFIX,
+            *_flat(fields),
+        ]
+        return await self._create(keys=script_keys, args=args, client=client)
+
+    async def transition(
+        self,
+        *,
+        job_id: str,
+        allowed: Sequence[str],
+        target: JobState,
+        now_ms: int,
+        now_iso: str,
+        retention_s: int,
+        run: str | None,
+        start: str | None,
+        error_json: str | None,
+        want_record: bool,
+        due_ms: int | None,
+        operation: str,
+        has_files: bool,
+        fields: Mapping[str, str],
+    ) -> Any:
+        """transition.lua: one state move (see its header for what each argument does)."""
+        script_keys = [
+            keys.job(job_id),
+            *keys.STATE_INDEXES,
+            self._queue,
+            arq_wire.job_key(job_id),
+            keys.OUTPUTS_EXPIRY,
+        ]
+        args: list[Any] = [
+            " ".join(allowed),
+            target.value,
+            now_ms,
+            retention_s,
+            run or "",
+            start or "",
+            now_iso,
+            error_json or "",
+            "1" if want_record else "0",
+            "" if due_ms is None else arq_wire.due_score(due_ms),
+            operation,
+            arq_wire.payload(job_id, now_ms),
+            "1" if has_files else "",
+            *_flat({"updated_at": now_iso, **fields}),
+        ]
+        return await self._transition(keys=script_keys, args=args)
+
+    async def prediction(
+        self,
+        *,
+        job_id: str,
+        run: str,
+        prediction_id: str,
+        claim_ttl_s: int,
+        now_iso: str,
+        fields: Mapping[str, str],
+    ) -> Any:
+        """prediction.lua: record and claim the prediction a running attempt waits on."""
+        return await self._prediction(
+            keys=[keys.job(job_id), keys.prediction(prediction_id)],
+            args=[run, job_id, prediction_id, claim_ttl_s, now_iso, *_flat(fields)],
+        )
+
+    async def progress(self, *, job_id: str, run: str, fields: Mapping[str, str]) -> Any:
+        """progress.lua: a running attempt's phase, progress and logs' tail."""
+        return await self._progress(keys=[keys.job(job_id)], args=[run, *_flat(fields)])
+
+    async def requeue(self, *, job_id: str, now_ms: int, now_iso: str, operation: str) -> Any:
+        """requeue.lua: re-drive a failed job."""
+        return await self._requeue(
+            keys=[
+                keys.job(job_id),
+                keys.state_index(JobState.FAILED),
+                keys.state_index(JobState.QUEUED),
+                self._queue,
+                arq_wire.job_key(job_id),
+                arq_wire.in_progress_key(job_id),
+            ],
+            args=[
+                job_id,
+                arq_wire.due_score(now_ms),
+                now_iso,
+                arq_wire.payload(job_id, now_ms),
+                operation,
+            ],
+        )
