@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from sandbox import api, control, responses
+from sandbox import api, control, responses, streaming
 from sandbox.clock import Clock, wall_clock
 from sandbox.config import SandboxConfig
 from sandbox.state import Sandbox
@@ -53,7 +53,7 @@ def create_app(
             await sandbox.webhooks.aclose()
 
     app = Starlette(
-        routes=[*api.ROUTES, *control.ROUTES],
+        routes=[*api.ROUTES, *streaming.ROUTES, *control.ROUTES],
         exception_handlers={404: _http_error, 405: _http_error},
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,

@@ -9,6 +9,10 @@
 |                    |                   | PNG URLs served by the sandbox; tqdm-style progress logs  |
 | `sandbox/video`    | `latency_s`       | succeeds, output = one MP4-typed file of `input.size_bytes` |
 |                    |                   | (default 1 MiB, at most 1 GiB) of seeded random bytes     |
+| `sandbox/llm`      | `latency_s`       | a language model: `input.max_tokens` (default 20, at most |
+|                    |                   | 2000) tokens produced evenly over the run, streamed (SSE) |
+|                    |                   | and growing in polled output; `input.stamp` adds each     |
+|                    |                   | token's emission time (`word@unix-seconds `)              |
 | any other model    | `latency_s`       | like `sandbox/echo`                                       |
 
 Every model has one version, `version_id(model)` (64 hex chars, fixed), so
@@ -30,6 +34,7 @@ from typing import Any, Final
 
 IMAGE_MODEL: Final = "sandbox/image"
 VIDEO_MODEL: Final = "sandbox/video"
+LLM_MODEL: Final = "sandbox/llm"
 
 MAX_SLEEP_S: Final = 3600.0
 MAX_IMAGES: Final = 4
@@ -37,6 +42,12 @@ DEFAULT_VIDEO_BYTES: Final = 1024 * 1024
 MAX_VIDEO_BYTES: Final = 1024**3
 IMAGE_STEPS: Final = 20
 DEFAULT_FAIL_MESSAGE: Final = "sandbox/fail: the model raised an error (as asked)"
+MAX_TOKENS: Final = 2000
+_TEXT: Final = (
+    "the lighthouse keeper watched the tide turn at dusk while gulls circled over the "
+    "rocks and a slow ship crossed the bay under a violet sky"
+)
+_WORDS: Final = tuple(_TEXT.split())
 
 
 class InvalidInput(ValueError):
@@ -95,6 +106,20 @@ class ModelRun:
     error: str | None = None
     logs: tuple[tuple[float, str], ...] = ()
     files: tuple[OutputFile, ...] = ()
+    #: A streaming model's output: it is a list of these, the n-th produced at fraction
+    #: (n + 1) / len of the run (polls show it growing, ``urls.stream`` sends it token by token).
+    tokens: tuple[str, ...] = ()
+    #: Tokens carry the time they are produced (``word@1700000000.123456 ``), for latency benches.
+    stamp_tokens: bool = False
+
+    @property
+    def streams(self) -> bool:
+        return bool(self.tokens)
+
+    def tokens_at(self, fraction: float) -> list[str]:
+        """The tokens produced once the run is ``fraction`` done (all of them at 1)."""
+        count = len(self.tokens) if fraction >= 1 else int(fraction * len(self.tokens))
+        return list(self.tokens[:count])
 
     @property
     def fails(self) -> bool:
@@ -190,6 +215,24 @@ def _video(inp: Mapping[str, Any], ctx: RunContext) -> ModelRun:
     )
 
 
+def _llm(inp: Mapping[str, Any], ctx: RunContext) -> ModelRun:
+    count = inp.get("max_tokens", 20)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_TOKENS:
+        raise InvalidInput("input.max_tokens", f"Must be an integer between 1 and {MAX_TOKENS}")
+    prompt = inp.get("prompt", "")
+    if not isinstance(prompt, str):
+        raise InvalidInput("input.prompt", "Must be a string")
+    offset = sum(map(ord, prompt))
+    tokens = tuple(f"{_WORDS[(offset + n) % len(_WORDS)]} " for n in range(count))
+    return ModelRun(
+        duration_s=ctx.latency_s,
+        output=list(tokens),
+        logs=((0.0, f"prompt: {len(prompt)} characters\n"), (1.0, f"{count} tokens\n")),
+        tokens=tokens,
+        stamp_tokens=inp.get("stamp") is True,
+    )
+
+
 def file_url(base_url: str, prediction_id: str, name: str) -> str:
     """The URL of output file `name` of a prediction (served by `sandbox.control`)."""
     return f"{base_url}sandbox/files/{prediction_id}/{name}"
@@ -211,6 +254,19 @@ MODELS: Final[Mapping[str, ModelSpec]] = MappingProxyType(
             "input.num_outputs PNG files, with progress in its logs",
         ),
         VIDEO_MODEL: ModelSpec(_video, _URI_OUTPUT, "one video file of input.size_bytes"),
+        LLM_MODEL: ModelSpec(
+            _llm,
+            MappingProxyType(
+                {
+                    "title": "Output",
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "x-cog-array-type": "iterator",
+                    "x-cog-array-display": "concatenate",
+                }
+            ),
+            "a language model: input.max_tokens tokens, streamed",
+        ),
     }
 )
 

@@ -207,6 +207,8 @@ class Prediction:
         if started:
             body["started_at"] = iso8601(self.started_s)
             body["logs"] = self.run.logs_at(self.fraction_at(now_s))
+            if self.run.streams and status != "failed":  # output grows as it is produced
+                body["output"] = self.tokens_at(now_s)
         if status in TERMINAL_STATUSES:
             self._add_terminal(body, status, started, inline_files)
             if self.data_removed_at(now_s, output_ttl_s):
@@ -217,7 +219,7 @@ class Prediction:
         self, body: dict[str, Any], status: str, started: bool, inline_files: bool
     ) -> None:
         end_s = self.end_s
-        if status == "succeeded":
+        if status == "succeeded" and not self.run.streams:
             body["output"] = self._inlined(self.run.output) if inline_files else self.run.output
         elif status == "failed":
             body["error"] = self.run.error
@@ -236,6 +238,30 @@ class Prediction:
             return [self._inlined(item) for item in output]
         return output
 
+    def token_times(self) -> list[float]:
+        """When each token of a streaming model is produced (unix seconds)."""
+        count = len(self.run.tokens)
+        span = self.completed_s - self.started_s
+        times = [self.started_s + span * (n + 1) / count for n in range(count)]
+        if times:
+            times[-1] = self.completed_s  # exactly, whatever the rounding
+        return times
+
+    def token(self, n: int) -> str:
+        """Token ``n`` as sent (with its emission time when the run stamps them)."""
+        word = self.run.tokens[n]
+        if not self.run.stamp_tokens:
+            return word
+        return f"{word.rstrip()}@{self.token_times()[n]:.6f} "
+
+    def tokens_at(self, now_s: float) -> list[str]:
+        """The tokens produced by ``now_s`` (none after a cancel stopped it)."""
+        until = min(now_s, self.end_s)
+        return [self.token(n) for n, at in enumerate(self.token_times()) if at <= until]
+
     def _urls(self) -> dict[str, str]:
         get = f"{self.base_url}v1/predictions/{self.id}"
-        return {"get": get, "cancel": f"{get}/cancel", "web": f"{self.base_url}p/{self.id}"}
+        urls = {"get": get, "cancel": f"{get}/cancel", "web": f"{self.base_url}p/{self.id}"}
+        if self.run.streams:
+            urls["stream"] = f"{self.base_url}v1/streams/{self.id}"
+        return urls

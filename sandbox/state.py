@@ -186,6 +186,18 @@ class Sandbox:
             delay_s = min(prediction.end_s, deadline_s) - now_s
             await asyncio.wait([prediction.waiter, closing], timeout=delay_s, return_when=FIRST)
 
+    async def hold_until(self, prediction: Prediction, at_s: float) -> bool:
+        """Sleep until ``at_s`` (sandbox clock), or until the prediction is canceled; False if
+        the server started shutting down meanwhile."""
+        closing = self._closing()
+        if closing.done():
+            return False
+        if prediction.waiter is None:
+            prediction.waiter = asyncio.get_running_loop().create_future()
+        delay_s = max(0.0, at_s - self.clock())
+        await asyncio.wait([prediction.waiter, closing], timeout=delay_s, return_when=FIRST)
+        return not closing.done()
+
     def release_holds(self) -> None:
         """Answer every held request now (`Prefer: wait`, slow and lost faults), and any held
         later at once: called when the server shuts down, so it need not cut them off."""

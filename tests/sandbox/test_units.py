@@ -137,7 +137,8 @@ def test_cancel_after_refused(header: str) -> None:
 
 def test_model_table() -> None:
     assert set(MODELS) == {
-        "sandbox/echo", "sandbox/sleep", "sandbox/fail", "sandbox/image", "sandbox/video"
+        "sandbox/echo", "sandbox/sleep", "sandbox/fail", "sandbox/image", "sandbox/video",
+        "sandbox/llm",
     }  # fmt: skip
     assert lookup("x/y").run({"a": 1}, CTX) == ModelRun(duration_s=1.0, output={"a": 1})
     assert lookup("sandbox/sleep").run({"seconds": 7}, CTX).duration_s == 7.0
