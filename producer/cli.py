@@ -1,7 +1,7 @@
 """The ``predq`` command: enqueue, inspect, wait for and cancel jobs; run the sandbox and the demo.
 
-    predq enqueue MODEL --input JSON [--idempotency-key K] [--wait [--timeout S]] [--json]
-    predq status ID [--json]          predq wait ID [--timeout S] [--json]
+    predq enqueue MODEL --input JSON [--idempotency-key K] [--stream] [--wait [--timeout S]]
+    predq status ID [--json]          predq wait ID [--timeout S] [--follow] [--json]
     predq cancel ID [--json]          predq failed [--limit N] [--json]
     predq retry ID | --all-failed     predq files ID [-o DIR]
     predq sandbox [...]               predq demo [...]
@@ -35,6 +35,7 @@ from producer.errors import (
     RedisUnavailable,
     WaitTimeout,
 )
+from producer.events import FinalEvent, OutputEvent, StateEvent
 from producer.models import JobRecord, JobState
 
 EXIT_JOB_UNSUCCESSFUL = 1
@@ -82,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     enqueue.add_argument("--idempotency-key", help="return the existing job for this key")
     enqueue.add_argument("--max-attempts", type=int, help="override the worker's default")
     enqueue.add_argument("--attempt-timeout", type=float, metavar="S", help="per-attempt deadline")
+    enqueue.add_argument(
+        "--stream", action="store_true", help="relay the model's output live (wait --follow)"
+    )
     enqueue.add_argument("--wait", action="store_true", help="wait for the job to finish")
     enqueue.add_argument("--timeout", type=float, metavar="S", help="with --wait: give up after S")
     enqueue.add_argument("--json", action="store_true", help="print the record as JSON")
@@ -94,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     wait = commands.add_parser("wait", help="wait for a job to finish")
     wait.add_argument("id")
     wait.add_argument("--timeout", type=float, metavar="S", help="give up after S seconds")
+    wait.add_argument(
+        "--follow", action="store_true", help="print its output as it arrives, state on stderr"
+    )
     wait.add_argument("--json", action="store_true", help="print the record as JSON")
 
     files = commands.add_parser("files", help="download a job's output files from the store")
@@ -160,6 +167,27 @@ def render(record: JobRecord) -> str:
     return "\n".join(f"{name + ':':<15}{value}" for name, value in rows)
 
 
+async def _follow(producer: Producer, job_id: str, timeout_s: float | None) -> JobRecord:
+    """``predq wait --follow``: output chunks to stdout as they come, states to stderr."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for event in producer.stream(job_id):
+                if isinstance(event, OutputEvent):
+                    chunk = (
+                        event.output if isinstance(event.output, str) else json.dumps(event.output)
+                    )
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+                elif isinstance(event, StateEvent):
+                    print(f"[{event.state.value}]", file=sys.stderr, flush=True)
+                elif isinstance(event, FinalEvent):
+                    print()
+                    return event.record
+    except TimeoutError:
+        raise WaitTimeout(f"job {job_id!r} is not final after {timeout_s:g} s") from None
+    raise JobNotFound(job_id)
+
+
 async def _download(producer: Producer, job_id: str, directory: Path) -> int:
     """``predq files``: every output file of the job into ``directory``, checked by sha256."""
     record = await producer.get(job_id)
@@ -224,6 +252,7 @@ async def _run_job_command(args: argparse.Namespace, config: Config) -> int:
                 idempotency_key=args.idempotency_key,
                 max_attempts=args.max_attempts,
                 attempt_timeout_s=args.attempt_timeout,
+                stream=args.stream,
             )
             if not args.wait:
                 print(record.model_dump_json() if args.json else record.id)
@@ -235,6 +264,8 @@ async def _run_job_command(args: argparse.Namespace, config: Config) -> int:
                 raise JobNotFound(args.id)
             _show(found, args.json)
             return 0
+        elif args.command == "wait" and args.follow:
+            record = await _follow(producer, args.id, args.timeout)
         elif args.command == "wait":
             record = await producer.wait(args.id, args.timeout)
         elif args.command == "failed":

@@ -13,6 +13,7 @@ JobStore (create, cancel, re-drive); the worker's moves are not reachable from h
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from types import TracebackType
@@ -20,6 +21,7 @@ from typing import Any, Self, TypeVar
 
 import redis.asyncio as aioredis
 
+from producer import keys
 from producer.config import Config
 from producer.connection import bounded, connect_redis
 from producer.errors import (
@@ -29,16 +31,20 @@ from producer.errors import (
     JobNotRetryable,
     WaitTimeout,
 )
+from producer.events import JobEvent, StateEvent, final_event, parse_entry
 from producer.models import JobRecord, JobRequest, JobState, OutputFile
 from producer.outputs import OutputStore
 from producer.store import JobStore
+from producer.waiting import RECHECK_S, FinishedWaiters, block_s, blocking_client
 
 T = TypeVar("T")
 #: Largest ``enqueue_many`` batch (its records are built in memory and sent in one pipeline).
 MAX_BATCH = 10_000
-_JOB_FIELDS = frozenset({"model", "input", "idempotency_key", "max_attempts", "attempt_timeout_s"})
-_WAIT_FIRST_POLL_S = 0.05
-_WAIT_MAX_POLL_S = 1.0
+_JOB_FIELDS = frozenset(
+    {"model", "input", "idempotency_key", "max_attempts", "attempt_timeout_s", "stream"}
+)
+#: Events read per round trip.
+_EVENT_PAGE = 500
 
 
 class Producer:
@@ -59,6 +65,8 @@ class Producer:
         self.config = config or Config.from_env(os.environ, redis_url=redis_url)
         self._owns_redis = redis is None
         self._store_of_outputs: OutputStore | None = None
+        self._blocking: aioredis.Redis | None = redis
+        self._finished: FinishedWaiters | None = None
         self._redis: aioredis.Redis | None = redis
         self._store: JobStore | None = JobStore(redis, self.config) if redis is not None else None
 
@@ -81,10 +89,31 @@ class Producer:
             self._store = JobStore(self._redis, self.config)
 
     async def aclose(self) -> None:
+        if self._finished is not None:
+            await self._finished.aclose()
+            self._finished = None
+        if self._blocking is not None and self._owns_redis:
+            await self._blocking.aclose()
+            self._blocking = None
         if self._redis is not None and self._owns_redis:
             await self._redis.aclose()
             self._redis = None
             self._store = None
+
+    def _jobs_redis(self) -> aioredis.Redis:
+        self.connect()
+        assert self._redis is not None
+        return self._redis
+
+    def _blocking_redis(self) -> aioredis.Redis:
+        if self._blocking is None:
+            self._blocking = blocking_client(self.config)
+        return self._blocking
+
+    def _waiters(self) -> FinishedWaiters:
+        if self._finished is None:
+            self._finished = FinishedWaiters(self._blocking_redis(), self.config)
+        return self._finished
 
     async def _bounded(self, call: Awaitable[T]) -> T:
         return await bounded(call, self.config)
@@ -104,13 +133,15 @@ class Producer:
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
         attempt_timeout_s: float | None = None,
+        stream: bool = False,
     ) -> JobRecord:
         """Queue one prediction of ``model`` (``owner/name`` or ``owner/name:version``) on ``input``.
 
         Returns the queued record; with an ``idempotency_key`` seen within its window, the job that
         key first created instead (whatever its state). ``max_attempts`` and ``attempt_timeout_s``
-        override the worker's defaults for this job. Raises an InvalidRequest subclass for bad
-        arguments, having written nothing.
+        override the worker's defaults for this job; ``stream`` relays the model's output into
+        the job's events as it is produced (``stream()``). Raises an InvalidRequest subclass for
+        bad arguments, having written nothing.
         """
         request = JobRequest.build(
             model,
@@ -119,6 +150,7 @@ class Producer:
             idempotency_key=idempotency_key,
             max_attempts=max_attempts,
             attempt_timeout_s=attempt_timeout_s,
+            stream=stream,
         )
         record, _created = await self._bounded(self._jobs.create(request))
         return record
@@ -150,6 +182,7 @@ class Producer:
                 idempotency_key=job.get("idempotency_key"),
                 max_attempts=job.get("max_attempts"),
                 attempt_timeout_s=job.get("attempt_timeout_s"),
+                stream=job.get("stream", False),
             )
         except InvalidRequest as exc:
             raise type(exc)(f"job {index}: {exc}") from None
@@ -159,27 +192,69 @@ class Producer:
         return await self._bounded(self._jobs.get(job_id))
 
     async def wait(self, job_id: str, timeout_s: float | None = None) -> JobRecord:
-        """Block until the job is final and return its record.
+        """Block until the job is final and return its record (woken by the final transition
+        itself, within milliseconds; nothing is polled meanwhile).
 
         Raises JobNotFound for an unknown id and WaitTimeout after ``timeout_s`` (the job goes on).
         """
         if timeout_s is not None and timeout_s <= 0:
             raise InvalidRequest(f"timeout_s must be positive, got {timeout_s!r}")
-        poll_s = _WAIT_FIRST_POLL_S
+        waiters = self._waiters()
         state = "queued"
         try:
             async with asyncio.timeout(timeout_s):
-                while True:
-                    record = await self._bounded(self._jobs.get(job_id))
+                await self._bounded(waiters.ready())
+                with waiters.watching(job_id) as woken:
+                    while True:
+                        woken.clear()  # before reading: a wake-up after the read is not lost
+                        record = await self.get(job_id)
+                        if record is None:
+                            raise JobNotFound(job_id)
+                        if record.is_final:
+                            return record
+                        state = record.state.value
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(woken.wait(), RECHECK_S)
+        except TimeoutError:
+            raise WaitTimeout(f"job {job_id!r} is still {state} after {timeout_s:g} s") from None
+
+    async def stream(self, job_id: str, *, after: str = "0") -> AsyncIterator[JobEvent]:
+        """The job's events as they happen, from the first (or after the event id ``after``):
+        state changes, progress, and a streaming job's output chunks and logs, in order, ending
+        with a ``FinalEvent`` that carries the final record. A reader that starts late gets what
+        it missed first. Raises JobNotFound for an unknown id."""
+        key = keys.events(job_id)
+        last = after
+        blocking = self._blocking_redis()
+        block_ms = int(block_s(self.config) * 1000)
+        history = True
+        while True:
+            if history:
+                start = "-" if last in ("0", "0-0") else f"({last}"
+                read = self._jobs_redis().xrange(key, min=start, count=_EVENT_PAGE)
+                entries = await self._bounded(read)
+                history = len(entries) == _EVENT_PAGE
+                if not entries and last in ("0", "0-0"):
+                    record = await self.get(job_id)  # no events: an unknown job, or expired ones
                     if record is None:
                         raise JobNotFound(job_id)
                     if record.is_final:
-                        return record
-                    state = record.state.value
-                    await asyncio.sleep(poll_s)
-                    poll_s = min(poll_s * 1.5, _WAIT_MAX_POLL_S)
-        except TimeoutError:
-            raise WaitTimeout(f"job {job_id!r} is still {state} after {timeout_s:g} s") from None
+                        yield final_event(record, last)
+                        return
+            else:
+                reply = await self._bounded(
+                    blocking.xread({key: last}, count=_EVENT_PAGE, block=block_ms)
+                )
+                entries = reply[0][1] if reply else []
+            for entry_id, fields in entries:
+                event = parse_entry(entry_id, fields)
+                last = event.id
+                yield event
+                if isinstance(event, StateEvent) and event.state.is_final:
+                    record = await self.get(job_id)
+                    if record is not None:
+                        yield final_event(record, last)
+                    return
 
     async def cancel(self, job_id: str) -> JobRecord:
         """Cancel a job that has not finished; returns its record (final jobs are left as they are).

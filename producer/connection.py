@@ -57,15 +57,25 @@ async def bounded(call: Awaitable[T], config: Config) -> T:
         raise RedisUnavailable(
             f"Redis at {config.redis_url_redacted} did not answer within {limit_s:g} s"
         ) from None
+    raise_lost_cancellation()
+    return result
+
+
+def raise_lost_cancellation() -> None:
+    """Raise CancelledError if this task was cancelled during a Redis call that went on anyway.
+
+    redis-py 5 can complete a command whose task was cancelled meanwhile, and the cancellation
+    is then lost: a worker shutting down would not hand its job over, a Ctrl-C would not stop.
+    Called after every Redis call of the store and the producer."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError()
-    return result
 
 
 @contextmanager
 def redis_errors(config: Config) -> Iterator[None]:
-    """Translate redis-py's failures inside the block into RedisUnavailable."""
+    """Translate redis-py's failures inside the block into RedisUnavailable (and raise a
+    cancellation the block lost: ``raise_lost_cancellation``)."""
     try:
         yield
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
@@ -76,6 +86,7 @@ def redis_errors(config: Config) -> Iterator[None]:
         raise RedisUnavailable(
             f"Redis at {config.redis_url_redacted} refused the command: {server_reason(exc)}"
         ) from None
+    raise_lost_cancellation()
 
 
 def why_unreachable(exc: BaseException, config: Config | None = None) -> str:

@@ -16,6 +16,9 @@
 | predq:model-slots:{model}     | zset   | 2 x lease_s: jobs holding a slot      | worker (model_slots.py) | worker            |
 | predq:outputs:expiry          | zset   | none: job id -> when its record (and  | JobStore (Lua)          | worker (outputs   |
 |                               |        | so its output files) expires; swept   |                         | sweeper)          |
+| predq:events:{id}             | stream | none while live; retention_s if final | JobStore (Lua)          | Producer.stream   |
+|                               |        | (at most EVENTS_MAXLEN entries)       |                         |                   |
+| predq:finished (channel)      | pubsub | -: ids of jobs that became final      | JobStore (Lua)          | Producer.wait     |
 | {queue} (predq:queue)         | zset   | none: ids leave it when arq finishes  | JobStore (Lua), arq     | arq worker        |
 | arq:job:{id}                  | string | none: arq deletes it when the job ends | JobStore (Lua), arq    | arq worker        |
 | arq:in-progress:{id}          | string | a lease (worker/lease.py); arq sets   | arq worker, lease.py    | arq worker        |
@@ -43,6 +46,11 @@ RATELIMIT_PREFIX = "predq:ratelimit:"
 MODEL_SLOTS_PREFIX = "predq:model-slots:"
 #: The jobs whose output files are in the output store, scored by when their records expire.
 OUTPUTS_EXPIRY = "predq:outputs:expiry"
+EVENTS_PREFIX = "predq:events:"
+#: A job's event stream keeps about this many events (the oldest are trimmed).
+EVENTS_MAXLEN = 10_000
+#: Pub/sub channel: the id of every job that reaches a final state.
+FINISHED_CHANNEL = "predq:finished"
 #: Pub/sub channel: the ids of predictions whose completion webhook arrived.
 WEBHOOK_CHANNEL = "predq:webhooks"
 WEBHOOK_TTL_S = 86400
@@ -58,6 +66,11 @@ def state_index(state: JobState) -> str:
 
 #: The per-state indexes in JobState order (the Lua scripts rely on this order).
 STATE_INDEXES = tuple(state_index(state) for state in JobState)
+
+
+def events(job_id: str) -> str:
+    """The job's event stream: state changes, progress, streamed output and logs."""
+    return f"{EVENTS_PREFIX}{job_id}"
 
 
 def idempotency(key: str) -> str:

@@ -146,6 +146,7 @@ class JobRequest(BaseModel):
     idempotency_key: str | None = None
     max_attempts: int | None = None
     attempt_timeout_s: float | None = None
+    stream: bool = False
 
     @classmethod
     def build(
@@ -157,6 +158,7 @@ class JobRequest(BaseModel):
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
         attempt_timeout_s: float | None = None,
+        stream: bool = False,
     ) -> JobRequest:
         """Validate every argument; raises an InvalidRequest subclass naming the bad one."""
         ref = check_model_ref(model)
@@ -190,7 +192,14 @@ class JobRequest(BaseModel):
             idempotency_key=idempotency_key,
             max_attempts=max_attempts,
             attempt_timeout_s=float(attempt_timeout_s) if attempt_timeout_s is not None else None,
+            stream=_flag("stream", stream),
         )
+
+
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{name} must be true or false, got {value!r}")
+    return value
 
 
 class JobRecord(BaseModel):
@@ -217,6 +226,8 @@ class JobRecord(BaseModel):
     redrives: int = 0
     max_attempts: int | None = None
     attempt_timeout_s: float | None = None
+    #: Whether the model's output is streamed into the job's events as it is produced.
+    stream: bool = False
     prediction_id: str | None = None
     idempotency_key: str | None = None
     #: The output files, copied to the output store; ``output`` names them by ``url``.
@@ -236,6 +247,8 @@ class JobRecord(BaseModel):
     attempt_base: int = Field(0, exclude=True)
     #: When an attempt's create got no answer (the prediction may exist): look for it first.
     create_unconfirmed_at: datetime | None = Field(None, exclude=True)
+    #: The last streamed event already in the job's events (a resumed stream goes on after it).
+    stream_last_id: str | None = Field(None, exclude=True)
 
     @property
     def is_final(self) -> bool:

@@ -60,4 +60,6 @@ def new_record_fields(job_id: str, request: JobRequest, now: datetime) -> dict[s
         fields["max_attempts"] = str(request.max_attempts)
     if request.attempt_timeout_s is not None:
         fields["attempt_timeout_s"] = repr(request.attempt_timeout_s)
+    if request.stream:
+        fields["stream"] = "1"
     return fields

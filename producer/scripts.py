@@ -12,6 +12,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from producer import arq_wire, keys
+from producer.events import state_event
 from producer.models import JobState
 
 
@@ -33,6 +34,7 @@ class Scripts:
         self._prediction = redis.register_script(_lua("prediction.lua"))
         self._progress = redis.register_script(_lua("progress.lua"))
         self._requeue = redis.register_script(_lua("requeue.lua"))
+        self._append = redis.register_script(_lua("append.lua"))
 
     async def create(
         self,
@@ -50,6 +52,7 @@ class Scripts:
             keys.state_index(JobState.QUEUED),
             self._queue,
             arq_wire.job_key(job_id),
+            keys.events(job_id),
         ]
         if idempotency_key is not None:
             script_keys.append(keys.idempotency(idempotency_key))
@@ -59,6 +62,8 @@ class Scripts:
             arq_wire.payload(job_id, now_ms),
             idempotency_window_s,
             keys.JOB_PREFIX,
+            state_event(JobState.QUEUED),
+            keys.EVENTS_MAXLEN,
             *_flat(fields),
         ]
         return await self._create(keys=script_keys, args=args, client=client)
@@ -79,6 +84,7 @@ class Scripts:
         due_ms: int | None,
         operation: str,
         has_files: bool,
+        event: str,
         fields: Mapping[str, str],
     ) -> Any:
         """transition.lua: one state move (see its header for what each argument does)."""
@@ -88,6 +94,7 @@ class Scripts:
             self._queue,
             arq_wire.job_key(job_id),
             keys.OUTPUTS_EXPIRY,
+            keys.events(job_id),
         ]
         args: list[Any] = [
             " ".join(allowed),
@@ -103,6 +110,9 @@ class Scripts:
             operation,
             arq_wire.payload(job_id, now_ms),
             "1" if has_files else "",
+            event,
+            keys.EVENTS_MAXLEN,
+            keys.FINISHED_CHANNEL,
             *_flat({"updated_at": now_iso, **fields}),
         ]
         return await self._transition(keys=script_keys, args=args)
@@ -115,17 +125,41 @@ class Scripts:
         prediction_id: str,
         claim_ttl_s: int,
         now_iso: str,
+        event: str,
         fields: Mapping[str, str],
     ) -> Any:
         """prediction.lua: record and claim the prediction a running attempt waits on."""
         return await self._prediction(
-            keys=[keys.job(job_id), keys.prediction(prediction_id)],
-            args=[run, job_id, prediction_id, claim_ttl_s, now_iso, *_flat(fields)],
+            keys=[keys.job(job_id), keys.prediction(prediction_id), keys.events(job_id)],
+            args=[
+                run,
+                job_id,
+                prediction_id,
+                claim_ttl_s,
+                now_iso,
+                event,
+                keys.EVENTS_MAXLEN,
+                *_flat(fields),
+            ],
         )
 
-    async def progress(self, *, job_id: str, run: str, fields: Mapping[str, str]) -> Any:
+    async def progress(
+        self, *, job_id: str, run: str, event: str, fields: Mapping[str, str]
+    ) -> Any:
         """progress.lua: a running attempt's phase, progress and logs' tail."""
-        return await self._progress(keys=[keys.job(job_id)], args=[run, *_flat(fields)])
+        return await self._progress(
+            keys=[keys.job(job_id), keys.events(job_id)],
+            args=[run, event, keys.EVENTS_MAXLEN, *_flat(fields)],
+        )
+
+    async def append(
+        self, *, job_id: str, run: str, source_id: str | None, kind: str, data: str
+    ) -> Any:
+        """append.lua: a streamed output chunk or logs line, once per Replicate event id."""
+        return await self._append(
+            keys=[keys.job(job_id), keys.events(job_id)],
+            args=[run, source_id or "", kind, data, keys.EVENTS_MAXLEN],
+        )
 
     async def requeue(self, *, job_id: str, now_ms: int, now_iso: str, operation: str) -> Any:
         """requeue.lua: re-drive a failed job."""
@@ -137,6 +171,7 @@ class Scripts:
                 self._queue,
                 arq_wire.job_key(job_id),
                 arq_wire.in_progress_key(job_id),
+                keys.events(job_id),
             ],
             args=[
                 job_id,
@@ -144,5 +179,7 @@ class Scripts:
                 now_iso,
                 arq_wire.payload(job_id, now_ms),
                 operation,
+                state_event(JobState.QUEUED),
+                keys.EVENTS_MAXLEN,
             ],
         )

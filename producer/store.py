@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 from producer import arq_wire, clock, keys
 from producer.config import Config
 from producer.connection import redis_errors
+from producer.events import progress_event, state_event
 from producer.models import ErrorInfo, ErrorKind, JobPhase, JobRecord, JobRequest, JobState
 from producer.records import as_text, new_record_fields, pairs, parse_record
 from producer.scripts import Scripts
@@ -173,10 +174,12 @@ class JobStore:
         """Make the job's existing queue entry due again in ``delay_s`` (nothing counted), and
         say why on the record (``phase``)."""
         due = arq_wire.due_score(clock.now_ms() + int(delay_s * 1000))
+        event = {"t": "progress", "d": progress_event(phase.value, None)}
         with redis_errors(self._config):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.zadd(self._config.queue_name, {job_id: due}, xx=True)
                 pipe.hset(keys.job(job_id), "phase", phase.value)
+                pipe.xadd(keys.events(job_id), event, maxlen=keys.EVENTS_MAXLEN)  # type: ignore[arg-type]
                 await pipe.execute()
 
     async def start(self, job_id: str) -> tuple[Transition, str]:
@@ -207,6 +210,7 @@ class JobStore:
                 prediction_id=prediction_id,
                 claim_ttl_s=self._config.retention_s,
                 now_iso=clock.now().isoformat(),
+                event=progress_event(phase.value, None) if phase is not None else "",
                 fields={"phase": phase.value} if phase is not None else {},
             )
         status: Status = as_text(reply)  # type: ignore[assignment]
@@ -215,10 +219,23 @@ class JobStore:
     async def set_progress(self, job_id: str, run: str, fields: Mapping[str, str]) -> Status:
         """Write a running attempt's ``phase``, ``progress`` and ``logs`` (one small write; an
         empty value deletes). ``illegal``/``stale`` when the attempt no longer owns the job."""
+        event = progress_event(fields.get("phase"), fields.get("progress"))
         with redis_errors(self._config):
-            reply = await self._scripts.progress(job_id=job_id, run=run, fields=fields)
+            reply = await self._scripts.progress(job_id=job_id, run=run, event=event, fields=fields)
         status: Status = as_text(reply)  # type: ignore[assignment]
         return status
+
+    async def append_event(
+        self, job_id: str, run: str, *, source_id: str | None, kind: str, data: Any
+    ) -> str:
+        """Append a streamed ``output`` chunk or ``logs`` line to the job's events, once per
+        ``source_id`` (Replicate's event id); returns ``ok``, ``duplicate``, ``illegal`` or
+        ``stale``."""
+        with redis_errors(self._config):
+            reply = await self._scripts.append(
+                job_id=job_id, run=run, source_id=source_id, kind=kind, data=json.dumps(data)
+            )
+        return as_text(reply)
 
     async def hand_over(
         self,
@@ -357,6 +374,7 @@ class JobStore:
                 due_ms=due_ms,
                 operation=uuid.uuid4().hex,
                 has_files=has_files,
+                event=state_event(target, error),
                 fields=fields or {},
             )
         status: Status = as_text(reply[0])  # type: ignore[assignment]

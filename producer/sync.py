@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import queue
 import threading
 import weakref
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 from producer.client import Producer
 from producer.config import Config
+from producer.events import JobEvent
 from producer.models import JobRecord, JobState
 
 
@@ -104,6 +106,7 @@ class SyncProducer:
         idempotency_key: str | None = None,
         max_attempts: int | None = None,
         attempt_timeout_s: float | None = None,
+        stream: bool = False,
     ) -> JobRecord:
         """See Producer.enqueue."""
         result: JobRecord = self._call(
@@ -113,8 +116,35 @@ class SyncProducer:
             idempotency_key=idempotency_key,
             max_attempts=max_attempts,
             attempt_timeout_s=attempt_timeout_s,
+            stream=stream,
         )
         return result
+
+    def stream(self, job_id: str, *, after: str = "0") -> Iterator[JobEvent]:
+        """See Producer.stream: the same events, blocking between them."""
+        loop, producer = self._ensure_started()
+        events: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+        async def pump() -> None:
+            try:
+                async for event in producer.stream(job_id, after=after):
+                    events.put(("event", event))
+            except BaseException as exc:
+                events.put(("error", exc))
+                raise
+            events.put(("end", None))
+
+        future = asyncio.run_coroutine_threadsafe(pump(), loop)
+        try:
+            while True:
+                kind, item = events.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise item
+                yield item
+        finally:
+            future.cancel()
 
     def enqueue_many(self, jobs: Sequence[Mapping[str, Any]]) -> list[JobRecord]:
         """See Producer.enqueue_many."""

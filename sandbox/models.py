@@ -12,7 +12,8 @@
 | `sandbox/llm`      | `latency_s`       | a language model: `input.max_tokens` (default 20, at most |
 |                    |                   | 2000) tokens produced evenly over the run, streamed (SSE) |
 |                    |                   | and growing in polled output; `input.stamp` adds each     |
-|                    |                   | token's emission time (`word@unix-seconds `)              |
+|                    |                   | token's emission time (`word@unix-seconds `);             |
+|                    |                   | `input.stream_lag_s` delays the stream (a slow proxy)     |
 | any other model    | `latency_s`       | like `sandbox/echo`                                       |
 
 Every model has one version, `version_id(model)` (64 hex chars, fixed), so
@@ -111,6 +112,8 @@ class ModelRun:
     tokens: tuple[str, ...] = ()
     #: Tokens carry the time they are produced (``word@1700000000.123456 ``), for latency benches.
     stamp_tokens: bool = False
+    #: The event stream sends each event this long after it happens (a lagging stream).
+    stream_lag_s: float = 0.0
 
     @property
     def streams(self) -> bool:
@@ -224,12 +227,16 @@ def _llm(inp: Mapping[str, Any], ctx: RunContext) -> ModelRun:
         raise InvalidInput("input.prompt", "Must be a string")
     offset = sum(map(ord, prompt))
     tokens = tuple(f"{_WORDS[(offset + n) % len(_WORDS)]} " for n in range(count))
+    lag = inp.get("stream_lag_s", 0.0)
+    if isinstance(lag, bool) or not isinstance(lag, int | float) or not 0 <= lag <= 60:
+        raise InvalidInput("input.stream_lag_s", "Must be a number of seconds between 0 and 60")
     return ModelRun(
         duration_s=ctx.latency_s,
         output=list(tokens),
         logs=((0.0, f"prompt: {len(prompt)} characters\n"), (1.0, f"{count} tokens\n")),
         tokens=tokens,
         stamp_tokens=inp.get("stamp") is True,
+        stream_lag_s=float(lag),
     )
 
 

@@ -47,9 +47,10 @@ def _sse(event: str, seq: int, data: str) -> bytes:
 async def events(sandbox: Sandbox, prediction: Prediction, after: int) -> AsyncIterator[bytes]:
     """The SSE body: the events after position ``after``, each when it happens, then `done`."""
     planned = timeline(prediction)
+    lag_s = prediction.run.stream_lag_s
     seq = after + 1
     while True:
-        now_s = sandbox.clock()
+        now_s = sandbox.clock() - lag_s
         ended = prediction.is_terminal(now_s)
         until = min(now_s, prediction.end_s)
         while seq < len(planned) and planned[seq][0] <= until:
@@ -59,7 +60,7 @@ async def events(sandbox: Sandbox, prediction: Prediction, after: int) -> AsyncI
         if ended:
             break
         next_at = planned[seq][0] if seq < len(planned) else math.inf
-        if not await sandbox.hold_until(prediction, min(next_at, prediction.end_s)):
+        if not await sandbox.hold_until(prediction, min(next_at, prediction.end_s) + lag_s):
             return  # the server is shutting down
     status = prediction.final_status
     if status == "failed":

@@ -30,6 +30,7 @@ from worker.outputs import StorageFailed, find_files
 from worker.progress import ProgressReporter
 from worker.replicate_client import Outcome
 from worker.retry import Verdict, classify, retry_delay_s
+from worker.stream_relay import StreamRelay
 
 log = structlog.get_logger(__name__)
 #: Kinds of failure after which the prediction itself is over (no need to cancel it).
@@ -57,9 +58,16 @@ class Attempt:
         self.reporter = ProgressReporter(self.store, record.id, run)
         self.watch = PredictionWatch(
             on_created=self._created,
-            on_update=self.reporter.prediction,
+            on_update=self._updated,
             on_rate_wait=self._waiting_for_rate_limit,
             prediction_id=record.prediction_id,
+        )
+        self.relay = (
+            StreamRelay(
+                self.predictions, self.store, job_id=record.id, run=run, after=record.stream_last_id
+            )
+            if record.stream
+            else None
         )
         self.log = log.bind(
             job_id=record.id,
@@ -97,11 +105,18 @@ class Attempt:
             self.record.id, self.run, prediction_id, phase=phase
         )
         self.reporter.seen(phase=phase.value)
+        if self.relay is not None:
+            self.relay.start(self.watch.last)
         self.log.info("prediction.created", stored=status)
         if status in ("illegal", "stale"):
             self._stopped = "canceled" if status == "illegal" else "stale"
         if self._stopped is not None and self._task is not None:
             self._task.cancel()
+
+    async def _updated(self, prediction: dict[str, Any]) -> None:
+        await self.reporter.prediction(prediction)
+        if self.relay is not None:
+            self.relay.start(prediction)  # a resumed prediction: its stream goes on from here
 
     async def _waiting_for_rate_limit(self, seconds: float) -> None:
         await self.reporter.phase(JobPhase.WAITING_FOR_RATE_LIMIT)
@@ -109,6 +124,13 @@ class Attempt:
 
     async def execute(self) -> None:
         """Run the attempt to its end; raises HandBack when the job goes back to the queue."""
+        try:
+            await self._execute()
+        finally:
+            if self.relay is not None:
+                await self.relay.stop()
+
+    async def _execute(self) -> None:
         self._started = time.monotonic()
         self._task = asyncio.create_task(self._run())
         deadline = asyncio.timeout(self.timeout_s)
@@ -176,10 +198,15 @@ class Attempt:
 
     def _create_wait_s(self) -> int:
         """How long the create may be held: at most a third of the attempt's deadline, so that
-        a held create never eats the time the attempt has to notice a slow prediction."""
+        a held create never eats the time the attempt has to notice a slow prediction; never,
+        for a streaming job (its stream is read while the prediction runs)."""
+        if self.record.stream:
+            return 0
         return min(self.config.create_wait_s, int(self.timeout_s / 3))
 
     async def _finish(self, outcome: Outcome) -> None:
+        if self.relay is not None:
+            await self.relay.finish()  # every streamed chunk before the final state
         if outcome.status in ("aborted", "deadline"):
             stopped = (
                 "its Cancel-After deadline passed before it started (aborted, not billed)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from pydantic.v1 import ValidationError as PredictionParseError
 from replicate.client import Client as ReplicateClient
 from replicate.exceptions import ModelError
 from replicate.prediction import _json_to_prediction
+from replicate.stream import EventSource
 
 from producer.models import split_model_ref
 from worker.config import WorkerConfig
@@ -40,6 +42,8 @@ _PAGE_TRIES = 5
 #: I/O row measured 25 against 10 and 100).
 _POOL_SIZE = 25
 _POLL_BACKOFF_MAX_S = 30.0
+#: Reconnects to a prediction's event stream without an event in between, before giving up.
+_STREAM_RECONNECTS = 5
 
 
 @dataclass(frozen=True)
@@ -295,6 +299,38 @@ class Predictions:
                     raise
             await asyncio.sleep(backoff_s(attempt, base_s=0.2, max_s=2.0))
             attempt += 1
+
+    async def stream_events(
+        self, url: str, *, after: str | None = None
+    ) -> AsyncIterator[tuple[str | None, str, str]]:
+        """A streaming prediction's server-sent events from ``urls.stream``: (id, event, data),
+        until ``done``. A dropped connection is reopened with ``Last-Event-ID`` (the last id
+        seen), so each event comes once; ``after`` resumes a stream an earlier attempt read."""
+        last = after
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+            if last is not None:
+                headers["Last-Event-ID"] = last
+            decoder = EventSource.Decoder()
+            try:
+                async with self._client._async_client.stream("GET", url, headers=headers) as sse:
+                    sse.raise_for_status()
+                    async for line in sse.aiter_lines():
+                        event = decoder.decode(line.rstrip("\n"))
+                        if event is None:
+                            continue
+                        last = event.id
+                        failures = 0
+                        yield event.id, event.event.value, event.data
+                        if event.event.value == "done":
+                            return
+            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                failures += 1
+                if failures > _STREAM_RECONNECTS:
+                    raise
+                log.info("prediction.stream_reconnecting", error=type(exc).__name__)
+                await asyncio.sleep(backoff_s(failures, base_s=0.2, max_s=5.0))
 
     async def cancel(self, prediction_id: str) -> None:
         """Ask Replicate to cancel the prediction (it stops running and billing)."""

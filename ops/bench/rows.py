@@ -17,6 +17,7 @@ from ops.bench.harness import Bench
 from ops.bench.rows_enqueue import row_enqueue_many, row_enqueue_single
 from ops.bench.rows_limits import row_rate_limit, row_webhooks
 from ops.bench.rows_outputs import row_copy
+from ops.bench.rows_streaming import row_idle_waiters, row_token_latency
 from ops.bench.rows_worker import row_io, row_memory, row_overhead, row_redis_commands
 from ops.bench.table import Result, machine_facts, render
 
@@ -43,6 +44,8 @@ ROWS: list[Row] = [
     Row("rate-limit", "Shared rate limit, 3 workers", row_rate_limit),
     Row("webhooks", "Webhooks instead of polling, 1,000 in flight", row_webhooks),
     Row("copy", "Output files copied to the store, 20 x 50 MB", row_copy),
+    Row("token-latency", "Streamed token, sandbox to producer", row_token_latency),
+    Row("idle-waiters", "Redis load of 1,000 idle waiters", row_idle_waiters),
 ]
 
 

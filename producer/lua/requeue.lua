@@ -7,7 +7,9 @@
 --
 -- KEYS[1] predq:job:{id}   KEYS[2] predq:state:failed   KEYS[3] predq:state:queued
 -- KEYS[4] the arq queue    KEYS[5] arq:job:{id}        KEYS[6] arq:in-progress:{id}
+-- KEYS[7] predq:events:{id}
 -- ARGV[1] job id   ARGV[2] now (ms)   ARGV[3] now (ISO)   ARGV[4] arq payload   ARGV[5] operation id
+-- ARGV[6] the state event's data   ARGV[7] the event stream's length
 -- Returns {status, current state}; status is ok, missing, illegal (not failed) or busy.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', ''} end
@@ -23,6 +25,8 @@ end
 redis.call('HDEL', KEYS[1], 'output', 'files', 'metrics', 'finished_at', 'create_unconfirmed_at',
   'resume', 'run', 'phase', 'progress')
 redis.call('PERSIST', KEYS[1])
+redis.call('PERSIST', KEYS[7])
+redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[7], '*', 't', 'state', 'd', ARGV[6])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('SET', KEYS[5], ARGV[4])

@@ -5,6 +5,7 @@
 --
 -- KEYS[1] predq:job:{id}   KEYS[2..7] predq:state:{state} in JobState order   KEYS[8] the arq queue
 -- KEYS[9] arq:job:{id}     KEYS[10] predq:outputs:expiry (the jobs whose output files expire)
+-- KEYS[11] predq:events:{id}
 -- ARGV[1] allowed current states, space separated   ARGV[2] target state   ARGV[3] now (ms)
 -- ARGV[4] retention (s): the record's TTL once final; live records never expire
 -- ARGV[5] expected run token ("" = any)
@@ -19,7 +20,9 @@
 --          lost) answers ok without applying it twice
 -- ARGV[12] the arq payload, written back with ARGV[10] if arq deleted it
 -- ARGV[13] "1": the job has output files, which expire with the record (KEYS[10], scored by when)
--- ARGV[14..] field/value pairs; an empty value deletes
+-- ARGV[14] the state event's data (appended to KEYS[11])   ARGV[15] the event stream's length
+-- ARGV[16] the channel a final state is announced on (the job id)
+-- ARGV[17..] field/value pairs; an empty value deletes
 -- Returns {status, current state, field, value, ...}; status is ok, missing, illegal or stale
 local states = {'queued', 'running', 'retrying', 'succeeded', 'failed', 'canceled'}
 local final = {succeeded = true, failed = true, canceled = true}
@@ -73,7 +76,7 @@ if ARGV[8] ~= '' then
   end
   redis.call('HSET', job, 'errors', errors, 'error', ARGV[8])
 end
-for i = 14, #ARGV, 2 do
+for i = 17, #ARGV, 2 do
   if ARGV[i + 1] == '' then
     redis.call('HDEL', job, ARGV[i])
   else
@@ -98,11 +101,14 @@ if ARGV[10] ~= '' then
   redis.call('ZADD', KEYS[8], ARGV[10], id)
   redis.call('SET', KEYS[9], ARGV[12], 'NX')
 end
+redis.call('XADD', KEYS[11], 'MAXLEN', '~', ARGV[15], '*', 't', 'state', 'd', ARGV[14])
 if final[target] then
   redis.call('EXPIRE', job, ARGV[4])
+  redis.call('EXPIRE', KEYS[11], ARGV[4])
   if ARGV[13] == '1' then
     redis.call('ZADD', KEYS[10], now + tonumber(ARGV[4]) * 1000, id)
   end
+  redis.call('PUBLISH', ARGV[16], id)
 else
   redis.call('PERSIST', job)
 end

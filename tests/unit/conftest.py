@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ import arq.worker
 import fakeredis
 import httpx
 import pytest
+import uvicorn
 from arq.connections import ArqRedis
 
+from devkit.launch import free_port
 from devkit.wait import eventually
 from producer.client import Producer
 from producer.config import Config
@@ -62,6 +65,7 @@ class InProcessWorkers:
         self.app = create_app(SandboxConfig(latency_s=0.02, token=TOKEN, retry_after_s=0))
         self.producer = Producer(config=self.config, redis=redis)
         self.store = JobStore(redis, self.config)
+        self._base_url: str | None = None
 
     @property
     def sandbox(self) -> Any:
@@ -77,16 +81,38 @@ class InProcessWorkers:
         async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as control:
             (await control.post("/sandbox/faults", json=settings)).raise_for_status()
 
+    @contextlib.asynccontextmanager
+    async def served(self) -> AsyncIterator[None]:
+        """Serve the sandbox over real HTTP on a loopback port, in this event loop, for the
+        block: ``httpx.ASGITransport`` buffers whole responses, so a stream only streams over a
+        socket. Workers made meanwhile use it."""
+        port = free_port()
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning",
+                                lifespan="off")  # fmt: skip
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        await eventually(lambda: server.started, timeout_s=5, what="the sandbox to listen")
+        self._base_url = f"http://127.0.0.1:{port}"
+        try:
+            yield
+        finally:
+            self._base_url = None
+            self.sandbox.release_holds()
+            server.should_exit = True
+            await task
+
     def make(self, *, burst: bool, **env: str) -> arq.worker.Worker:
         """A Worker with the production Settings for ``ENV`` plus ``env``."""
-        kwargs = arq.worker.get_kwargs(build_settings({**self.env, **env}))
+        over_http = {"REPLICATE_BASE_URL": self._base_url} if self._base_url else {}
+        kwargs = arq.worker.get_kwargs(build_settings({**self.env, **over_http, **env}))
         kwargs.pop("redis_settings")
+        transport = None if self._base_url else httpx.ASGITransport(app=self.app)
         return arq.worker.Worker(
             **kwargs,
             redis_pool=ArqRedis(pool_or_conn=self.redis.connection_pool),
             burst=burst,
             handle_signals=False,
-            ctx={"http_transport": httpx.ASGITransport(app=self.app)},
+            ctx={"http_transport": transport},
         )
 
     async def run(
@@ -114,9 +140,12 @@ class InProcessWorkers:
         try:
             yield worker
         finally:
-            # Jobs still running (or finishing) are cancelled, as a SIGKILL would end them.
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker.close()
+            # Jobs still running (or finishing) are cancelled, as a shutdown would end them; arq's
+            # close() would raise their CancelledError before its on_shutdown closes clients.
+            worker.handle_sig(signal.SIGUSR1)
+            await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+            worker.tasks.clear()
+            await worker.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
