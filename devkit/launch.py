@@ -207,3 +207,32 @@ class S3Server:
 
     def stop(self) -> None:
         stop([self.process])
+
+
+class ApiProcess:
+    """``predq serve`` on a free loopback port, ready once constructed; ``url`` is its base."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        command = (sys.executable, "-m", "producer.cli", "serve", "--host", "127.0.0.1",
+                   "--port", str(self.port))  # fmt: skip
+        self.log_path = log_path
+        self.process = spawn(command, env, log_path)
+        from devkit.wait import eventually_blocking
+
+        eventually_blocking(self._healthy, timeout_s=READY_TIMEOUT_S, what="predq serve")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"predq serve exited: {self.log_path.read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self) -> None:
+        stop([self.process])

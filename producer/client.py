@@ -15,39 +15,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import redis.asyncio as aioredis
 
 from producer import keys
+from producer.callbacks import check_public
 from producer.config import Config
 from producer.connection import bounded, connect_redis
 from producer.errors import (
-    FileUnavailable,
     InvalidRequest,
     JobNotFound,
     JobNotRetryable,
     WaitTimeout,
 )
 from producer.events import JobEvent, StateEvent, final_event, parse_entry
-from producer.models import JobRecord, JobRequest, JobState, OutputFile
+from producer.files import Files
+from producer.models import JobRecord, JobRequest
 from producer.outputs import OutputStore
 from producer.store import JobStore
+from producer.views import Views
 from producer.waiting import RECHECK_S, FinishedWaiters, block_s, blocking_client
 
 T = TypeVar("T")
 #: Largest ``enqueue_many`` batch (its records are built in memory and sent in one pipeline).
 MAX_BATCH = 10_000
 _JOB_FIELDS = frozenset(
-    {"model", "input", "idempotency_key", "max_attempts", "attempt_timeout_s", "stream"}
-)
+    {"model", "input", "idempotency_key", "max_attempts", "attempt_timeout_s", "stream",
+     "callback_url"}
+)  # fmt: skip
 #: Events read per round trip.
 _EVENT_PAGE = 500
 
 
-class Producer:
+class Producer(Views, Files):
     """Enqueue prediction jobs and read their records. Use as ``async with Producer(...)``.
 
     ``redis_url`` defaults to ``REDIS_URL`` (then ``redis://localhost:6379/0``); ``config`` replaces
@@ -134,14 +137,17 @@ class Producer:
         max_attempts: int | None = None,
         attempt_timeout_s: float | None = None,
         stream: bool = False,
+        callback_url: str | None = None,
     ) -> JobRecord:
         """Queue one prediction of ``model`` (``owner/name`` or ``owner/name:version``) on ``input``.
 
         Returns the queued record; with an ``idempotency_key`` seen within its window, the job that
         key first created instead (whatever its state). ``max_attempts`` and ``attempt_timeout_s``
         override the worker's defaults for this job; ``stream`` relays the model's output into
-        the job's events as it is produced (``stream()``). Raises an InvalidRequest subclass for
-        bad arguments, having written nothing.
+        the job's events as it is produced (``stream()``); ``callback_url`` gets a signed POST
+        of the final record (producer/callbacks.py). Raises an InvalidRequest subclass for bad
+        arguments (a callback URL that reaches a private address included), having written
+        nothing.
         """
         request = JobRequest.build(
             model,
@@ -151,7 +157,9 @@ class Producer:
             max_attempts=max_attempts,
             attempt_timeout_s=attempt_timeout_s,
             stream=stream,
+            callback_url=callback_url,
         )
+        await self._check_callback(request)
         record, _created = await self._bounded(self._jobs.create(request))
         return record
 
@@ -166,7 +174,17 @@ class Producer:
         if len(jobs) > MAX_BATCH:
             raise InvalidRequest(f"at most {MAX_BATCH:,} jobs per batch, got {len(jobs):,}")
         requests = [self._request(n, job) for n, job in enumerate(jobs)]
+        for n, request in enumerate(requests):
+            try:
+                await self._check_callback(request)
+            except InvalidRequest as exc:
+                raise type(exc)(f"job {n}: {exc}") from None
         return [record for record, _ in await self._bounded(self._jobs.create_many(requests))]
+
+    async def _check_callback(self, request: JobRequest) -> None:
+        if request.callback_url is not None:
+            allow = self.config.callback_allow_private
+            await check_public(request.callback_url, allow_private=allow)
 
     def _request(self, index: int, job: Mapping[str, Any]) -> JobRequest:
         unknown = set(job) - _JOB_FIELDS
@@ -183,6 +201,7 @@ class Producer:
                 max_attempts=job.get("max_attempts"),
                 attempt_timeout_s=job.get("attempt_timeout_s"),
                 stream=job.get("stream", False),
+                callback_url=job.get("callback_url"),
             )
         except InvalidRequest as exc:
             raise type(exc)(f"job {index}: {exc}") from None
@@ -218,7 +237,7 @@ class Producer:
         except TimeoutError:
             raise WaitTimeout(f"job {job_id!r} is still {state} after {timeout_s:g} s") from None
 
-    async def stream(self, job_id: str, *, after: str = "0") -> AsyncIterator[JobEvent]:
+    async def stream(self, job_id: str, *, after: str = "0") -> AsyncGenerator[JobEvent, None]:
         """The job's events as they happen, from the first (or after the event id ``after``):
         state changes, progress, and a streaming job's output chunks and logs, in order, ending
         with a ``FinalEvent`` that carries the final record. A reader that starts late gets what
@@ -227,6 +246,13 @@ class Producer:
         last = after
         blocking = self._blocking_redis()
         block_ms = int(block_s(self.config) * 1000)
+        if not await self._bounded(self._jobs_redis().exists(key)):
+            record = await self.get(job_id)  # no events: an unknown job, or expired ones
+            if record is None:
+                raise JobNotFound(job_id)
+            if record.is_final:
+                yield final_event(record, last)
+                return
         history = True
         while True:
             if history:
@@ -234,13 +260,6 @@ class Producer:
                 read = self._jobs_redis().xrange(key, min=start, count=_EVENT_PAGE)
                 entries = await self._bounded(read)
                 history = len(entries) == _EVENT_PAGE
-                if not entries and last in ("0", "0-0"):
-                    record = await self.get(job_id)  # no events: an unknown job, or expired ones
-                    if record is None:
-                        raise JobNotFound(job_id)
-                    if record.is_final:
-                        yield final_event(record, last)
-                        return
             else:
                 reply = await self._bounded(
                     blocking.xread({key: last}, count=_EVENT_PAGE, block=block_ms)
@@ -284,60 +303,3 @@ class Producer:
         if record is None:
             raise JobNotFound(job_id)
         return record
-
-    async def failed(self, limit: int = 100) -> list[JobRecord]:
-        """The dead letters: failed jobs, most recently failed first (at most ``limit``)."""
-        return await self.list_jobs(JobState.FAILED, limit=limit)
-
-    async def list_jobs(self, state: JobState, *, limit: int = 100) -> list[JobRecord]:
-        """Jobs in ``state``, most recently changed first (at most ``limit``)."""
-        ids = await self._bounded(self._jobs.list_ids(state, limit=limit))
-        return [r for r in await self.get_many(ids) if r is not None]
-
-    async def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:
-        """Records for ``job_ids`` in one round trip, in order (None where a job is unknown)."""
-        return await self._bounded(self._jobs.get_many(list(job_ids)))
-
-    async def file_url(self, job_id: str, n: int = 0, *, expires_s: int = 3600) -> str:
-        """A URL a browser can fetch output file ``n`` of the job from: presigned for
-        ``expires_s`` seconds in S3; for a local store, ``predq serve``'s
-        ``/v1/jobs/{id}/files/{n}`` (under ``PREDQ_API_URL`` if set).
-
-        Raises JobNotFound, or FileUnavailable when the job has no file ``n``."""
-        file = await self._file(job_id, n)
-        if self._outputs.location.kind == "s3":
-            return await self._outputs.signed_url(file.url, expires_s)
-        base = (self.config.api_url or "").rstrip("/")
-        return f"{base}/v1/jobs/{job_id}/files/{n}"
-
-    async def open_file(self, job_id: str, n: int = 0) -> AsyncIterator[bytes]:
-        """Output file ``n`` of the job, streamed in chunks from the output store.
-
-        Raises JobNotFound, or FileUnavailable when the job has no file ``n`` or it is gone."""
-        file = await self._file(job_id, n)
-        async for chunk in self._outputs.chunks(file.url):
-            yield chunk
-
-    async def read_file(self, job_id: str, n: int = 0) -> bytes:
-        """Output file ``n`` of the job, whole (``open_file`` streams it)."""
-        return b"".join([chunk async for chunk in self.open_file(job_id, n)])
-
-    async def _file(self, job_id: str, n: int) -> OutputFile:
-        record = await self.get(job_id)
-        if record is None:
-            raise JobNotFound(job_id)
-        if not 0 <= n < len(record.files):
-            raise FileUnavailable(
-                f"job {job_id!r} has {len(record.files)} output files, not {n + 1}"
-            )
-        return record.files[n]
-
-    @property
-    def _outputs(self) -> OutputStore:
-        if self._store_of_outputs is None:
-            self._store_of_outputs = self.config.outputs()
-        return self._store_of_outputs
-
-    async def counts(self) -> dict[JobState, int]:
-        """How many jobs are in each state (one round trip; final ones within retention)."""
-        return await self._bounded(self._jobs.counts())

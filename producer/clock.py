@@ -19,3 +19,8 @@ def to_ms(moment: datetime) -> int:
 def now_ms() -> int:
     """The current time in milliseconds since the epoch."""
     return to_ms(now())
+
+
+def from_ms(ms: int) -> datetime:
+    """The moment ``ms`` milliseconds after the epoch, UTC."""
+    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -108,6 +108,8 @@ class Config(EnvSettings):
     #: Where ``predq serve`` is reachable (``https://predq.example.com``): links to output files
     #: in a local store point there; unset, they are paths (``/v1/jobs/{id}/files/{n}``).
     api_url: str | None = Field(None, alias="PREDQ_API_URL")
+    #: Callbacks may go to loopback, private and link-local addresses (a test, a private network).
+    callback_allow_private: bool = Field(False, alias="PREDQ_CALLBACK_ALLOW_PRIVATE")
     #: S3 and S3-compatible stores, the usual way.
     aws_endpoint_url: str | None = Field(None, alias="AWS_ENDPOINT_URL")
     aws_region: str | None = Field(None, alias="AWS_REGION")

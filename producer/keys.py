@@ -19,6 +19,13 @@
 | predq:events:{id}             | stream | none while live; retention_s if final | JobStore (Lua)          | Producer.stream   |
 |                               |        | (at most EVENTS_MAXLEN entries)       |                         |                   |
 | predq:finished (channel)      | pubsub | -: ids of jobs that became final      | JobStore (Lua)          | Producer.wait     |
+| predq:callbacks               | zset   | none: job id -> when its completion   | JobStore (Lua), worker  | worker (callbacks)|
+|                               |        | callback is due (the outbox)          |                         |                   |
+| predq:workers                 | zset   | none: worker id -> last heartbeat     | worker (registry.py)    | producer (stats)  |
+|                               |        | (ms); entries a day old are pruned    |                         |                   |
+| predq:worker:{id}             | hash   | 1 day, refreshed by each heartbeat    | worker (registry.py)    | producer (stats)  |
+| predq:history:{minute}        | hash   | HISTORY_TTL_S: that minute's counts   | worker (registry.py)    | producer (stats)  |
+|                               |        | (finished by outcome and model, ...)  |                         |                   |
 | {queue} (predq:queue)         | zset   | none: ids leave it when arq finishes  | JobStore (Lua), arq     | arq worker        |
 | arq:job:{id}                  | string | none: arq deletes it when the job ends | JobStore (Lua), arq    | arq worker        |
 | arq:in-progress:{id}          | string | a lease (worker/lease.py); arq sets   | arq worker, lease.py    | arq worker        |
@@ -49,6 +56,13 @@ OUTPUTS_EXPIRY = "predq:outputs:expiry"
 EVENTS_PREFIX = "predq:events:"
 #: A job's event stream keeps about this many events (the oldest are trimmed).
 EVENTS_MAXLEN = 10_000
+WORKERS = "predq:workers"
+WORKER_PREFIX = "predq:worker:"
+HISTORY_PREFIX = "predq:history:"
+#: How long a minute of history is kept (a week, and a day to spare).
+HISTORY_TTL_S = 8 * 86400
+#: The completion callbacks to deliver: job id -> when the next attempt is due (ms).
+CALLBACKS = "predq:callbacks"
 #: Pub/sub channel: the id of every job that reaches a final state.
 FINISHED_CHANNEL = "predq:finished"
 #: Pub/sub channel: the ids of predictions whose completion webhook arrived.
@@ -99,3 +113,13 @@ def rate_pause(kind: str) -> str:
 def model_slots(model_name: str) -> str:
     """The jobs holding a slot of a capped model (``owner/name``)."""
     return f"{MODEL_SLOTS_PREFIX}{model_name}"
+
+
+def worker(worker_id: str) -> str:
+    """A worker process's registration (host, pid, concurrency, counts, last seen)."""
+    return f"{WORKER_PREFIX}{worker_id}"
+
+
+def history(minute: int) -> str:
+    """The counts of one minute (``minute``: minutes since the epoch)."""
+    return f"{HISTORY_PREFIX}{minute}"

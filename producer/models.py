@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from producer.callbacks import check_url
 from producer.errors import InputTooLarge, InvalidInput, InvalidModelRef, InvalidRequest
 
 #: ``owner/name`` or ``owner/name:version``, the forms the replicate client accepts.
@@ -147,6 +148,7 @@ class JobRequest(BaseModel):
     max_attempts: int | None = None
     attempt_timeout_s: float | None = None
     stream: bool = False
+    callback_url: str | None = None
 
     @classmethod
     def build(
@@ -159,6 +161,7 @@ class JobRequest(BaseModel):
         max_attempts: int | None = None,
         attempt_timeout_s: float | None = None,
         stream: bool = False,
+        callback_url: str | None = None,
     ) -> JobRequest:
         """Validate every argument; raises an InvalidRequest subclass naming the bad one."""
         ref = check_model_ref(model)
@@ -193,6 +196,7 @@ class JobRequest(BaseModel):
             max_attempts=max_attempts,
             attempt_timeout_s=float(attempt_timeout_s) if attempt_timeout_s is not None else None,
             stream=_flag("stream", stream),
+            callback_url=check_url(callback_url) if callback_url is not None else None,
         )
 
 
@@ -200,6 +204,22 @@ def _flag(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise InvalidRequest(f"{name} must be true or false, got {value!r}")
     return value
+
+
+class CallbackState(BaseModel):
+    """How the completion callback of a job is getting on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: ``pending`` (queued or being retried), ``delivered``, or ``failed`` (given up).
+    status: str = "pending"
+    #: The ``webhook-id`` of every attempt (receivers dedupe on it).
+    message_id: str | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    last_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    next_attempt_at: datetime | None = None
 
 
 class JobRecord(BaseModel):
@@ -228,6 +248,9 @@ class JobRecord(BaseModel):
     attempt_timeout_s: float | None = None
     #: Whether the model's output is streamed into the job's events as it is produced.
     stream: bool = False
+    #: Where the final record is POSTed (signed), and how that is going.
+    callback_url: str | None = None
+    callback: CallbackState | None = None
     prediction_id: str | None = None
     idempotency_key: str | None = None
     #: The output files, copied to the output store; ``output`` names them by ``url``.
@@ -235,6 +258,8 @@ class JobRecord(BaseModel):
     #: While running: what it is doing, how far (0-1, when the model's logs say) and the logs' tail.
     phase: JobPhase | None = None
     progress: float | None = None
+    #: The worker running it (``host:pid:...``, see ``predq workers``).
+    worker: str | None = None
     logs: str | None = None
     #: Replicate's metrics of the prediction once it ended (``predict_time``, ``total_time``, s).
     metrics: dict[str, Any] | None = None

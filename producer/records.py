@@ -16,7 +16,7 @@ from typing import Any
 
 from producer.models import JobRecord, JobRequest, JobState
 
-JSON_FIELDS = ("input", "output", "error", "errors", "files", "metrics")
+JSON_FIELDS = ("input", "output", "error", "errors", "files", "metrics", "callback")
 #: Hash fields only the store and workers use; not part of a JobRecord.
 INTERNAL_FIELDS = ("run", "resume", "run_started_at", "op", "resume_prediction")
 
@@ -62,4 +62,6 @@ def new_record_fields(job_id: str, request: JobRequest, now: datetime) -> dict[s
         fields["attempt_timeout_s"] = repr(request.attempt_timeout_s)
     if request.stream:
         fields["stream"] = "1"
+    if request.callback_url is not None:
+        fields["callback_url"] = request.callback_url
     return fields

@@ -35,6 +35,8 @@ class Scripts:
         self._progress = redis.register_script(_lua("progress.lua"))
         self._requeue = redis.register_script(_lua("requeue.lua"))
         self._append = redis.register_script(_lua("append.lua"))
+        self._callback = redis.register_script(_lua("callback.lua"))
+        self._claim_callbacks = redis.register_script(_lua("claim_callbacks.lua"))
 
     async def create(
         self,
@@ -95,6 +97,7 @@ class Scripts:
             arq_wire.job_key(job_id),
             keys.OUTPUTS_EXPIRY,
             keys.events(job_id),
+            keys.CALLBACKS,
         ]
         args: list[Any] = [
             " ".join(allowed),
@@ -183,3 +186,14 @@ class Scripts:
                 keys.EVENTS_MAXLEN,
             ],
         )
+
+    async def callback(self, *, job_id: str, state_json: str, due_ms: int | None) -> Any:
+        """callback.lua: a callback attempt recorded, and the outbox entry moved or removed."""
+        return await self._callback(
+            keys=[keys.job(job_id), keys.CALLBACKS],
+            args=[job_id, state_json, "" if due_ms is None else due_ms],
+        )
+
+    async def claim_callbacks(self, *, now_ms: int, claim_ms: int, limit: int) -> Any:
+        """claim_callbacks.lua: the due callbacks, each claimed for ``claim_ms``."""
+        return await self._claim_callbacks(keys=[keys.CALLBACKS], args=[now_ms, claim_ms, limit])

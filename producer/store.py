@@ -31,14 +31,22 @@ from producer import arq_wire, clock, keys
 from producer.config import Config
 from producer.connection import redis_errors
 from producer.events import progress_event, state_event
-from producer.models import ErrorInfo, ErrorKind, JobPhase, JobRecord, JobRequest, JobState
+from producer.models import (
+    CallbackState,
+    ErrorInfo,
+    ErrorKind,
+    JobPhase,
+    JobRecord,
+    JobRequest,
+    JobState,
+)
 from producer.records import as_text, new_record_fields, pairs, parse_record
 from producer.scripts import Scripts
 
 Status = Literal["ok", "missing", "illegal", "stale", "claimed", "busy"]
 _LIVE = ("queued", "running", "retrying")
 #: What a final move clears: a running job's live state.
-_NOT_RUNNING = {"phase": "", "progress": ""}
+_NOT_RUNNING = {"phase": "", "progress": "", "worker": ""}
 
 
 @dataclass(frozen=True)
@@ -107,15 +115,6 @@ class JobStore:
             fields: dict[bytes, bytes] = await self._redis.hgetall(keys.job(job_id))  # type: ignore[misc]
         return parse_record(fields) if fields else None
 
-    async def get_many(self, job_ids: list[str]) -> list[JobRecord | None]:
-        """Records for ``job_ids`` in one round trip (None where a record is gone)."""
-        with redis_errors(self._config):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for job_id in job_ids:
-                    pipe.hgetall(keys.job(job_id))
-                replies = await pipe.execute()
-        return [parse_record(fields) if fields else None for fields in replies]
-
     async def cancel(
         self, job_id: str, *, run: str | None = None, error: ErrorInfo | None = None
     ) -> Transition:
@@ -147,21 +146,6 @@ class JobStore:
         previous = JobState(as_text(reply[1])) if reply[1] else None
         return Transition(status, previous)
 
-    async def list_ids(self, state: JobState, *, limit: int = 100) -> list[str]:
-        """Ids of jobs in ``state``, most recently changed first."""
-        with redis_errors(self._config):
-            ids = await self._redis.zrevrange(keys.state_index(state), 0, limit - 1)
-        return [as_text(i) for i in ids]
-
-    async def counts(self) -> dict[JobState, int]:
-        """Jobs per state, from the state indexes, in one round trip."""
-        with redis_errors(self._config):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for state in JobState:
-                    pipe.zcard(keys.state_index(state))
-                replies = await pipe.execute()
-        return {state: int(n) for state, n in zip(JobState, replies, strict=True)}
-
     # -- worker side ---------------------------------------------------------------------------
 
     async def model_of(self, job_id: str) -> str | None:
@@ -182,14 +166,14 @@ class JobStore:
                 pipe.xadd(keys.events(job_id), event, maxlen=keys.EVENTS_MAXLEN)  # type: ignore[arg-type]
                 await pipe.execute()
 
-    async def start(self, job_id: str) -> tuple[Transition, str]:
-        """Claim a job for an attempt (or resume a running one after a crash).
+    async def start(self, job_id: str, *, worker: str = "") -> tuple[Transition, str]:
+        """Claim a job for an attempt (or resume a running one after a crash), for ``worker``.
 
         Returns the transition, with the whole record, and the new run token that fences the
         worker's later moves.
         """
         run = uuid.uuid4().hex
-        fields = {"phase": JobPhase.CREATING.value, "progress": ""}
+        fields = {"phase": JobPhase.CREATING.value, "progress": "", "worker": worker}
         transition = await self._move(
             job_id, _LIVE, JobState.RUNNING, start=run, want_record=True, fields=fields
         )
@@ -341,6 +325,25 @@ class JobStore:
         return await self._move(
             job_id, allowed, JobState.FAILED, run=run, error=error, fields=fields
         )
+
+    async def claim_callbacks(self, *, claim_s: float, limit: int) -> list[str]:
+        """Ids of jobs whose completion callback is due, claimed for ``claim_s`` seconds."""
+        with redis_errors(self._config):
+            ids = await self._scripts.claim_callbacks(
+                now_ms=clock.now_ms(), claim_ms=int(claim_s * 1000), limit=limit
+            )
+        return [as_text(job_id) for job_id in ids]
+
+    async def record_callback(
+        self, job_id: str, state: CallbackState, *, due_ms: int | None
+    ) -> bool:
+        """Write how a callback attempt went; ``due_ms`` None takes it out of the outbox.
+        False when the job's record is gone (it left the outbox too)."""
+        with redis_errors(self._config):
+            reply = await self._scripts.callback(
+                job_id=job_id, state_json=state.model_dump_json(), due_ms=due_ms
+            )
+        return as_text(reply) == "ok"
 
     # -- the one writer --------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Any, Self
 from producer.client import Producer
 from producer.config import Config
 from producer.events import JobEvent
+from producer.listing import JobPage
 from producer.models import JobRecord, JobState
 
 
@@ -107,6 +108,7 @@ class SyncProducer:
         max_attempts: int | None = None,
         attempt_timeout_s: float | None = None,
         stream: bool = False,
+        callback_url: str | None = None,
     ) -> JobRecord:
         """See Producer.enqueue."""
         result: JobRecord = self._call(
@@ -117,6 +119,7 @@ class SyncProducer:
             max_attempts=max_attempts,
             attempt_timeout_s=attempt_timeout_s,
             stream=stream,
+            callback_url=callback_url,
         )
         return result
 
@@ -176,9 +179,18 @@ class SyncProducer:
         result: list[JobRecord] = self._call(Producer.failed, limit)
         return result
 
-    def list_jobs(self, state: JobState, *, limit: int = 100) -> list[JobRecord]:
-        """See Producer.list_jobs."""
-        result: list[JobRecord] = self._call(Producer.list_jobs, state, limit=limit)
+    def list_jobs(self, state: JobState | None = None, **filters: Any) -> JobPage:
+        """See Producer.list_jobs (the same keyword filters)."""
+        result: JobPage = self._call(Producer.list_jobs, state, **filters)
+        return result
+
+    def find(
+        self, *, idempotency_key: str | None = None, prediction_id: str | None = None
+    ) -> JobRecord | None:
+        """See Producer.find."""
+        result: JobRecord | None = self._call(
+            Producer.find, idempotency_key=idempotency_key, prediction_id=prediction_id
+        )
         return result
 
     def get_many(self, job_ids: Sequence[str]) -> list[JobRecord | None]:

@@ -55,6 +55,8 @@ class Attempt:
         self.config = ctx["config"]
         self.predictions = ctx["predictions"]
         self.copier = ctx["outputs"]
+        self.metrics = ctx["metrics"]
+        self._last_error: ErrorKind | None = None
         self.reporter = ProgressReporter(self.store, record.id, run)
         self.watch = PredictionWatch(
             on_created=self._created,
@@ -307,6 +309,7 @@ class Attempt:
         return min(times, default=None)
 
     def _error(self, verdict: Verdict, retry_in_s: float | None = None) -> ErrorInfo:
+        self._last_error = verdict.kind
         return ErrorInfo(
             kind=verdict.kind,
             message=verdict.message,
@@ -346,6 +349,14 @@ class Attempt:
         except Exception as exc:
             self.log.warning("prediction.cancel_failed", error=f"{type(exc).__name__}: {exc}")
 
+    def _count(self, event: str) -> None:
+        outcome = event.removeprefix("job.")
+        if outcome in ("succeeded", "failed", "canceled"):
+            age_s = (clock.now() - self.record.created_at).total_seconds()
+            self.metrics.job_finished(self.record.model, outcome, age_s)
+        elif outcome == "retrying" and self._last_error is not None:
+            self.metrics.retried(self.record.model, self._last_error.value)
+
     def _settled(
         self, transition: Transition, event: str, *, hand_back: bool = True, **fields: Any
     ) -> None:
@@ -355,6 +366,7 @@ class Attempt:
         if transition.ok:
             level = "error" if event == "job.failed" else "info"
             getattr(self.log, level)(event, **fields)
+            self._count(event)
             return
         # A user canceled the job meanwhile, or another worker took it over: its state stands.
         self.log.warning(

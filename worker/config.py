@@ -14,7 +14,7 @@ and the replicate client's own ``REPLICATE_API_TOKEN`` and ``REPLICATE_BASE_URL`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -22,6 +22,8 @@ from producer.config import Config, redis_password
 from producer.models import ATTEMPT_TIMEOUT_LIMIT_S, MAX_ATTEMPTS_LIMIT, MODEL_REF
 
 LogFormat = Literal["auto", "json", "console"]
+#: The token workers send a sandbox they use for want of a Replicate token.
+SANDBOX_TOKEN = "r8_local_sandbox_token_0000000000"
 #: Replicate's two request budgets: prediction creates, and everything else.
 Kind = Literal["create", "other"]
 #: Budgets run this much slower than the nominal rate: requests reach Replicate with some jitter
@@ -91,10 +93,36 @@ class WorkerConfig(Config):
     #: Replicate stops a prediction by itself this long after its attempt's deadline
     #: (``Cancel-After``), should no worker be left to cancel it.
     cancel_after_margin_s: float = Field(10.0, alias="PREDQ_CANCEL_AFTER_MARGIN_S", ge=0)
+    #: Signs completion callbacks (``whsec_`` + base64); without it none are delivered.
+    callback_secret: SecretStr | None = Field(None, alias="PREDQ_CALLBACK_SECRET", repr=False)
+    #: A callback not taken this long after its job ended is given up.
+    callback_give_up_s: float = Field(24 * 3600.0, alias="PREDQ_CALLBACK_GIVE_UP_S", gt=0)
+    #: How often the worker says it is alive (3 missed beats: shown dead).
+    heartbeat_s: float = Field(5.0, alias="PREDQ_HEARTBEAT_S", gt=0, le=60)
+    #: Serve this process's Prometheus metrics on this port (unset: not served).
+    metrics_port: int | None = Field(None, alias="PREDQ_METRICS_PORT", ge=1, le=65535)
+    #: Check REPLICATE_API_TOKEN at start-up (GET /v1/account) and refuse to start without it.
+    check_token: bool = Field(True, alias="PREDQ_CHECK_TOKEN")
     log_level: str = Field("INFO", alias="PREDQ_LOG_LEVEL")
     log_format: LogFormat = Field("auto", alias="PREDQ_LOG_FORMAT")
     replicate_api_token: SecretStr | None = Field(None, alias="REPLICATE_API_TOKEN", repr=False)
     replicate_base_url: str | None = Field(None, alias="REPLICATE_BASE_URL")
+    #: A local sandbox to use when no REPLICATE_API_TOKEN is set (docker-compose sets it): with a
+    #: token, workers go to Replicate (or REPLICATE_BASE_URL), never to the sandbox.
+    sandbox_url: str | None = Field(None, alias="PREDQ_SANDBOX_URL")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sandbox_without_token(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        token = values.get("replicate_api_token") or values.get("REPLICATE_API_TOKEN")
+        sandbox = values.get("sandbox_url") or values.get("PREDQ_SANDBOX_URL")
+        if sandbox and not token:
+            values = {**values, "replicate_base_url": sandbox,
+                      "replicate_api_token": SANDBOX_TOKEN}  # fmt: skip
+            values.pop("REPLICATE_BASE_URL", None)
+        return values
 
     @field_validator("model_concurrency", mode="before")
     @classmethod
@@ -133,7 +161,7 @@ class WorkerConfig(Config):
         password = redis_password(self.redis_url)
         if password:
             found.append(password)
-        for secret in (self.aws_secret_access_key, self.aws_session_token):
+        for secret in (self.aws_secret_access_key, self.aws_session_token, self.callback_secret):
             if secret is not None:
                 found.append(secret.get_secret_value())
         return found

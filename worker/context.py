@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any, TypedDict
 
+import httpx
+
 from producer.store import JobStore
+from worker.callbacks import Deliveries
 from worker.config import WorkerConfig
 from worker.lease import Leases
+from worker.metrics import Metrics
 from worker.model_slots import ModelSlots
 from worker.outputs import Copier
+from worker.registry import Registration
 from worker.replicate_client import Predictions
 
 
@@ -21,8 +26,14 @@ class WorkerContext(TypedDict):
     store: JobStore
     predictions: Predictions
     outputs: Copier
+    callbacks: Deliveries
     leases: Leases
     model_slots: ModelSlots
+    metrics: Metrics
+    worker_id: str
+    registration: Registration
+    #: An HTTP transport for Replicate and file downloads (tests: the sandbox, in-process).
+    http_transport: httpx.AsyncBaseTransport | None
     background: list[asyncio.Task[None]]
     job_id: str
     job_try: int

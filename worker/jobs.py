@@ -43,6 +43,7 @@ async def run_prediction(ctx: WorkerContext, job_id: str) -> None:
     hands the job back (due when its lease runs out); anything else is a bug, recorded on the job
     as an ``internal`` failure.
     """
+    ctx["metrics"].job_began()
     try:
         await _attempt(ctx, job_id)
     except HandBack as exc:
@@ -63,6 +64,7 @@ async def run_prediction(ctx: WorkerContext, job_id: str) -> None:
         except (redis.exceptions.RedisError, RedisUnavailable, OSError):
             raise Retry() from exc
     finally:
+        ctx["metrics"].job_ended()
         with contextlib.suppress(redis.exceptions.RedisError, OSError):
             await ctx["model_slots"].give_back(job_id)
 
@@ -73,7 +75,7 @@ async def _attempt(ctx: WorkerContext, job_id: str) -> None:
     try:
         if config.model_concurrency:
             await _model_slot(ctx, job_id)
-        claim, run = await store.start(job_id)
+        claim, run = await store.start(job_id, worker=ctx["worker_id"])
         if not claim.ok or claim.record is None:
             await _skip(ctx, job_id, claim)
             return
@@ -111,8 +113,12 @@ async def _run_claimed(ctx: WorkerContext, claim: Transition, run: str, hold: Ho
             )
             return
         attempt.log.warning("job.recovered", recoveries=record.recoveries)
+        ctx["metrics"].recovered()
     else:
         attempt.log.info("job.running")
+        first = record.attempts == 1 and record.recoveries == 0
+        waited_s = (clock.now() - record.created_at).total_seconds() if first else None
+        ctx["metrics"].attempt_started(record.model, queue_wait_s=waited_s)
     await attempt.execute()
 
 

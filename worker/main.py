@@ -10,8 +10,6 @@ process (the unit tier).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -24,25 +22,18 @@ from arq.worker import func
 
 from producer import arq_wire
 from producer.errors import ConfigError
-from producer.store import JobStore
-from worker import arq_patches
+from worker import arq_patches, lifecycle
 from worker.config import WorkerConfig
 from worker.context import WorkerContext
 from worker.jobs import run_prediction
-from worker.lease import Leases
 from worker.logs import configure_logging
-from worker.model_slots import ModelSlots
-from worker.outputs import Copier, Sweeper
-from worker.ratelimit import RateLimiter
 from worker.redis_settings import redis_settings
-from worker.replicate_client import Predictions
-from worker.webhook_wait import WebhookWaiters
 
 log = structlog.get_logger(__name__)
 
 #: arq's try counter counts crashes and shutdowns too; predq counts attempts itself.
 ARQ_MAX_TRIES = 1_000_000
-EXIT_CONFIG = 6
+EXIT_CONFIG = lifecycle.EXIT_CONFIG
 
 
 def serialize(data: dict[str, Any]) -> bytes:
@@ -71,58 +62,10 @@ def build_settings(environ: Mapping[str, str], *, configure_logs: bool = False) 
             arq_logger.handlers.clear()  # arq's CLI adds one; ours is the root's
             arq_logger.propagate = True
             arq_logger.setLevel(config.log_level.upper())  # arq's CLI pins it at INFO
-        job_ctx = cast(WorkerContext, ctx)
-        job_ctx["config"] = config
-        job_ctx["store"] = JobStore(ctx["redis"], config)
-        budgets = config.budgets()
-        limiter = RateLimiter(ctx["redis"], budgets) if budgets else None
-        # ctx may carry an HTTP transport (tests run the sandbox in-process through one).
-        waiters = WebhookWaiters(ctx["redis"]) if config.webhook_url else None
-        job_ctx["predictions"] = Predictions(
-            config, transport=ctx.get("http_transport"), limiter=limiter, waiters=waiters
-        )
-        outputs = config.outputs()
-        job_ctx["outputs"] = Copier(
-            outputs, max_bytes=config.output_max_bytes, transport=ctx.get("http_transport")
-        )
-        slots = ModelSlots(ctx["redis"], config.model_concurrency, lease_s=config.lease_s)
-        job_ctx["model_slots"] = slots
-        leases = Leases(ctx["redis"], queue_name=config.queue_name, lease_s=config.lease_s)
-        job_ctx["leases"] = leases
-        job_ctx["background"] = [
-            asyncio.create_task(leases.keep_renewing()),
-            asyncio.create_task(slots.keep_renewing()),
-        ]
-        if outputs.enabled:
-            sweeper = Sweeper(ctx["redis"], outputs)
-            job_ctx["background"].append(asyncio.create_task(sweeper.keep_sweeping()))
-        if waiters is not None:
-            job_ctx["background"].append(asyncio.create_task(waiters.listen()))
-        log.info(
-            "worker.started",
-            queue=config.queue_name,
-            concurrency=config.concurrency,
-            rate_limits={kind: budget.per_min for kind, budget in budgets.items()},
-            model_caps=config.model_concurrency,
-            webhooks=config.webhook_url is not None,
-            redis=config.redis_url_redacted,
-            replicate=config.replicate_base_url or "https://api.replicate.com",
-            outputs=config.output_store,
-        )
+        await lifecycle.start(cast(WorkerContext, ctx), config)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
-        job_ctx = cast(WorkerContext, ctx)
-        for task in job_ctx.get("background", []):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        predictions = job_ctx.get("predictions")
-        if predictions is not None:
-            await predictions.aclose()
-        copier = job_ctx.get("outputs")
-        if copier is not None:
-            await copier.aclose()
-        log.info("worker.stopped")
+        await lifecycle.stop(cast(WorkerContext, ctx))
 
     class Settings:
         functions = (

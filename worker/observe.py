@@ -33,6 +33,7 @@ import structlog
 
 from producer import clock
 from worker.config import Kind
+from worker.metrics import Metrics
 from worker.ratelimit import RateLimiter
 
 log = structlog.get_logger(__name__)
@@ -115,6 +116,18 @@ def _prefer_wait_s(prefer: str | None) -> int:
     return int(value) if value.isdigit() else 60
 
 
+def request_kind(request: httpx.Request) -> str:
+    """What a request to Replicate is, for the metrics: create, get, cancel, list, stream..."""
+    path = request.url.path
+    if request.method == "POST" and _CREATE_PATH.search(path):
+        return "create"
+    if _PREDICTION_PATH.search(path):
+        return "cancel" if path.endswith("/cancel") else "get"
+    if path.endswith("/v1/predictions"):
+        return "list"
+    return "stream" if "/streams/" in path else "other"
+
+
 def cancel_after(seconds: float) -> str:
     """A ``Cancel-After`` value: whole seconds, at least Replicate's minimum."""
     return f"{max(MIN_CANCEL_AFTER_S, math.ceil(seconds))}s"
@@ -130,8 +143,10 @@ class ObservingTransport(httpx.AsyncBaseTransport):
         create_timeout_s: float,
         limiter: RateLimiter | None = None,
         throttle_pause_s: float = 5.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._inner = inner
+        self._metrics = metrics
         self._create_timeout_s = create_timeout_s
         self._create_timeout = httpx.Timeout(create_timeout_s).as_dict()
         self._limiter = limiter
@@ -144,7 +159,9 @@ class ObservingTransport(httpx.AsyncBaseTransport):
         kind: Kind = "create" if is_create else "other"
         if self._limiter is not None:
             waits = watch.on_rate_wait if is_create and watch is not None else None
-            await self._limiter.acquire(kind, waits)
+            waited_s = await self._limiter.acquire(kind, waits)
+            if waited_s and self._metrics is not None:
+                self._metrics.waited(kind, waited_s)
         if is_create:
             self._prepare_create(request, watch)
         if is_create and watch is not None:
@@ -156,6 +173,8 @@ class ObservingTransport(httpx.AsyncBaseTransport):
                 watch.creating = False
         else:
             response = await self._inner.handle_async_request(request)
+        if self._metrics is not None:
+            self._metrics.request(request_kind(request), response.status_code)
         if response.status_code == 429:
             await self._throttled(response, kind, watch)
         if not (is_create or _PREDICTION_PATH.search(path)) or response.status_code >= 300:

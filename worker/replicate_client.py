@@ -24,6 +24,7 @@ from replicate.stream import EventSource
 
 from producer.models import split_model_ref
 from worker.config import WorkerConfig
+from worker.metrics import Metrics
 from worker.observe import (
     FINAL_STATUSES,
     ObservingTransport,
@@ -85,6 +86,7 @@ class Predictions:
         transport: httpx.AsyncBaseTransport | None = None,
         limiter: RateLimiter | None = None,
         waiters: WebhookWaiters | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         """``transport`` replaces the HTTP transport (e.g. ``httpx.ASGITransport`` in tests);
         ``limiter`` paces every request (None: no pacing of predq's own); ``waiters`` with
@@ -107,6 +109,7 @@ class Predictions:
                 create_timeout_s=config.create_timeout_s,
                 limiter=limiter,
                 throttle_pause_s=config.throttle_pause_s,
+                metrics=metrics,
             )
             client = ReplicateClient(
                 api_token=token.get_secret_value() if token is not None else None,
@@ -331,6 +334,12 @@ class Predictions:
                     raise
                 log.info("prediction.stream_reconnecting", error=type(exc).__name__)
                 await asyncio.sleep(backoff_s(failures, base_s=0.2, max_s=5.0))
+
+    async def account(self) -> dict[str, Any]:
+        """``GET /v1/account``: who the token belongs to (raises ReplicateError 401 if nobody)."""
+        response = await self._client._async_request("GET", "/v1/account")
+        account: dict[str, Any] = response.json()
+        return account
 
     async def cancel(self, prediction_id: str) -> None:
         """Ask Replicate to cancel the prediction (it stops running and billing)."""

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from devkit.local_redis import LocalRedis
 from ops.bench.harness import Bench
+from ops.bench.rows_api import row_api
 from ops.bench.rows_enqueue import row_enqueue_many, row_enqueue_single
 from ops.bench.rows_limits import row_rate_limit, row_webhooks
 from ops.bench.rows_outputs import row_copy
@@ -46,6 +47,7 @@ ROWS: list[Row] = [
     Row("copy", "Output files copied to the store, 20 x 50 MB", row_copy),
     Row("token-latency", "Streamed token, sandbox to producer", row_token_latency),
     Row("idle-waiters", "Redis load of 1,000 idle waiters", row_idle_waiters),
+    Row("api", "HTTP API, 50 concurrent clients", row_api),
 ]
 
 

@@ -79,8 +79,15 @@ async def row_rate_limit(bench: Bench) -> Result:
 
 async def _retried(producer: Producer, jobs: int) -> int:
     """How many of the succeeded jobs took more than one attempt."""
-    records = await producer.list_jobs(JobState.SUCCEEDED, limit=jobs)
-    return sum(1 for record in records if record.attempts > 1)
+    retried, cursor, seen = 0, None, 0
+    while seen < jobs:
+        page = await producer.list_jobs(JobState.SUCCEEDED, cursor=cursor, limit=500)
+        retried += sum(1 for record in page.jobs if record.attempts > 1)
+        seen += len(page.jobs)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    return retried
 
 
 WEBHOOK_JOBS = 1_000

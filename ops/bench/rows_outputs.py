@@ -26,7 +26,7 @@ async def row_copy(bench: Bench) -> Result:
         async with predq_worker(bench, sandbox, "copy-predq", jobs, **settings) as (run, producer):
             async with sampled(run, sandbox, producer) as peaks:
                 stats = await run.measure(predq_progress(producer), COPY_FILES, 120.0)
-            records = await producer.list_jobs(JobState.SUCCEEDED, limit=COPY_FILES)
+            records = (await producer.list_jobs(JobState.SUCCEEDED, limit=COPY_FILES)).jobs
     stored = sum(f.size_bytes for r in records for f in r.files)
     copy_s = max(0.001, stats.elapsed_s - COPY_LATENCY_S)
     return Result(

@@ -28,7 +28,7 @@ async def row_token_latency(bench: Bench) -> Result:
     latencies_ms: list[float] = []
     with bench.sandbox("latency-sandbox", "--latency", f"{LATENCY_RUN_S:g}") as sandbox:
         async with predq_worker(bench, sandbox, "latency-predq", [job]) as (run, producer):
-            [record] = await producer.list_jobs(JobState.QUEUED, limit=1)
+            [record] = (await producer.list_jobs(JobState.QUEUED, limit=1)).jobs
             reader = asyncio.create_task(_stamps(producer, record.id, latencies_ms))
             stats = await run.measure(predq_progress(producer), 1, 60.0)
             await asyncio.wait_for(reader, 10)

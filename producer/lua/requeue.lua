@@ -22,7 +22,7 @@ redis.call('HINCRBY', KEYS[1], 'redrives', 1)
 if redis.call('HDEL', KEYS[1], 'resume_prediction') == 0 then
   redis.call('HDEL', KEYS[1], 'prediction_id')
 end
-redis.call('HDEL', KEYS[1], 'output', 'files', 'metrics', 'finished_at', 'create_unconfirmed_at',
+redis.call('HDEL', KEYS[1], 'output', 'files', 'metrics', 'callback', 'finished_at', 'create_unconfirmed_at',
   'resume', 'run', 'phase', 'progress')
 redis.call('PERSIST', KEYS[1])
 redis.call('PERSIST', KEYS[7])

@@ -5,7 +5,7 @@
 --
 -- KEYS[1] predq:job:{id}   KEYS[2..7] predq:state:{state} in JobState order   KEYS[8] the arq queue
 -- KEYS[9] arq:job:{id}     KEYS[10] predq:outputs:expiry (the jobs whose output files expire)
--- KEYS[11] predq:events:{id}
+-- KEYS[11] predq:events:{id}   KEYS[12] predq:callbacks (the outbox of completion callbacks)
 -- ARGV[1] allowed current states, space separated   ARGV[2] target state   ARGV[3] now (ms)
 -- ARGV[4] retention (s): the record's TTL once final; live records never expire
 -- ARGV[5] expected run token ("" = any)
@@ -109,6 +109,10 @@ if final[target] then
     redis.call('ZADD', KEYS[10], now + tonumber(ARGV[4]) * 1000, id)
   end
   redis.call('PUBLISH', ARGV[16], id)
+  if redis.call('HEXISTS', job, 'callback_url') == 1 then
+    redis.call('ZADD', KEYS[12], now, id)
+    redis.call('HSET', job, 'callback', '{"status":"pending"}')
+  end
 else
   redis.call('PERSIST', job)
 end

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from devkit.control import SandboxControl
-from devkit.launch import SandboxProcess, clean_env, start_worker, stop
+from devkit.launch import ApiProcess, SandboxProcess, clean_env, start_worker, stop
 from devkit.local_redis import LocalRedis
 from devkit.wait import eventually, eventually_blocking
 from producer.client import Producer
@@ -198,3 +198,22 @@ async def record_when(
         ready, timeout_s=timeout_s, what=f"job {job_id}", show=lambda: last[0]
     )
     return found
+
+
+API_FULL_KEY = "integration-full-key-0123456789"
+API_READ_KEY = "integration-read-key-0123456789"
+
+
+@pytest.fixture
+def api(redis_url: str, tmp_path: Path) -> Iterator[ApiProcess]:
+    """``predq serve`` for this test's Redis and output store, with a full and a read key."""
+    env = {
+        **clean_env(),
+        "REDIS_URL": redis_url,
+        "PREDQ_OUTPUT_STORE": outputs_dir(tmp_path).as_uri(),
+        "PREDQ_API_KEYS": API_FULL_KEY,
+        "PREDQ_API_READ_KEYS": API_READ_KEY,
+    }
+    server = ApiProcess(env, tmp_path / "api.log")
+    yield server
+    server.stop()

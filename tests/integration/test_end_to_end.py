@@ -188,7 +188,7 @@ async def test_worker_logs_never_show_the_token(
     producer: Producer, workers: Workers, sandbox: Sandbox
 ) -> None:
     wrong_token = "r8_wrong-token-that-must-stay-secret"
-    workers.start(REPLICATE_API_TOKEN=wrong_token)
+    workers.start(REPLICATE_API_TOKEN=wrong_token, PREDQ_CHECK_TOKEN="0")
     job = await producer.enqueue("sandbox/echo", {})
     record = await producer.wait(job.id, timeout_s=30)
     assert record.state is JobState.FAILED
@@ -213,7 +213,8 @@ async def test_held_creates_cost_one_request_per_fast_prediction(
     assert [r.output for r in done] == [{"n": n} for n in range(10)]
     assert all(r.prediction_id for r in done)
     stats = sandbox.stats()
-    assert (stats["created"], stats["polls"], stats["requests"]) == (10, 0, 10)
+    # one request per prediction, plus the worker's start-up token check (GET /v1/account)
+    assert (stats["created"], stats["polls"], stats["requests"]) == (10, 0, 10 + 1)
 
 
 async def test_a_held_create_answered_processing_is_polled_to_its_end(

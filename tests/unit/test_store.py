@@ -30,7 +30,7 @@ async def test_create_writes_record_index_and_arq_entry(
     assert created
     assert record.state is JobState.QUEUED
     assert await store.get(record.id) == record
-    assert await store.list_ids(JobState.QUEUED) == [record.id]
+    assert await ids_in(fake_redis, JobState.QUEUED) == [record.id]
     assert await fake_redis.zscore(config.queue_name, record.id) is not None
     payload = json.loads(await fake_redis.get(arq_wire.job_key(record.id)))
     assert payload["f"] == "run_prediction"
@@ -57,7 +57,9 @@ async def test_idempotency_key_returns_the_first_job_and_writes_nothing(
     assert await fake_redis.dbsize() == size
 
 
-async def test_attempt_lifecycle_to_success(store: JobStore) -> None:
+async def test_attempt_lifecycle_to_success(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis
+) -> None:
     record, _ = await store.create(request())
     claim, run = await store.start(record.id)
     assert claim.ok
@@ -74,8 +76,8 @@ async def test_attempt_lifecycle_to_success(store: JobStore) -> None:
     assert final.output == {"out": [1, {}]}
     assert final.prediction_id == "p1"
     assert final.finished_at is not None
-    assert await store.list_ids(JobState.RUNNING) == []
-    assert await store.list_ids(JobState.SUCCEEDED) == [record.id]
+    assert await ids_in(fake_redis, JobState.RUNNING) == []
+    assert await ids_in(fake_redis, JobState.SUCCEEDED) == [record.id]
 
 
 async def test_final_records_expire_after_retention(
@@ -212,3 +214,8 @@ async def test_a_replayed_transition_is_applied_once(
     assert first.ok and replay.ok
     assert replay.record is not None
     assert (replay.record.attempts, replay.record.recoveries) == (1, 0)
+
+
+async def ids_in(redis: fakeredis.FakeAsyncRedis, state: JobState) -> list[str]:
+    """The state index, newest first."""
+    return [i.decode() for i in await redis.zrevrange(keys.state_index(state), 0, -1)]

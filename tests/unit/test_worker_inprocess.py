@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from producer.models import ErrorKind, JobState
 from tests.unit.conftest import InProcessWorkers
 
@@ -47,9 +49,18 @@ async def test_permanent_errors_are_not_retried(workers: InProcessWorkers) -> No
     assert invalid.error.status_code == 422
 
 
+async def test_a_worker_with_a_bad_token_refuses_to_start(workers: InProcessWorkers) -> None:
+    wrong = "r8_wrong-token-for-this-test-000"
+    with pytest.raises(SystemExit) as exited:
+        await workers.run(("sandbox/echo", {}), env={"REPLICATE_API_TOKEN": wrong})
+    assert exited.value.code == 6
+    assert workers.stats()["created"] == 0
+
+
 async def test_a_bad_token_is_a_configuration_error(workers: InProcessWorkers) -> None:
     wrong = "r8_wrong-token-for-this-test-000"
-    [record] = await workers.run(("sandbox/echo", {}), env={"REPLICATE_API_TOKEN": wrong})
+    env = {"REPLICATE_API_TOKEN": wrong, "PREDQ_CHECK_TOKEN": "0"}
+    [record] = await workers.run(("sandbox/echo", {}), env=env)
     assert record.state is JobState.FAILED
     assert record.attempts == 1
     assert record.error is not None
