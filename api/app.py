@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import events, metrics, problems, routes
+from api import dashboard, events, metrics, problems, routes
 from api.config import ApiConfig
 from api.problems import Problem, problem_response
 from api.schemas import Health
@@ -82,6 +82,7 @@ def create_app(config: ApiConfig, producer: Producer | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(events.router)
     app.include_router(metrics.router)
+    dashboard.install(app)
 
     @app.get("/healthz", response_model=Health, tags=["health"])
     async def healthz() -> Health:

@@ -1,7 +1,8 @@
 """API keys with two roles: ``read`` (look) and ``full`` (also enqueue, cancel, retry).
 
-A key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>`` (or, for the dashboard,
-its session cookie). Every configured key is compared with ``hmac.compare_digest``, all of them
+A key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``, or, for the dashboard,
+as its session cookie (api/sessions.py: acting on a cookie also needs the session's CSRF token).
+Every configured key is compared with ``hmac.compare_digest``, all of them
 every time, so neither the answer nor its timing says how much of a key was right. Keys never
 reach a log line: they are not in the URL, and the access log is off.
 """
@@ -12,9 +13,13 @@ import hmac
 from enum import StrEnum
 
 from fastapi import Request
+from pydantic import SecretStr
 
+from api import sessions
 from api.config import ApiConfig
 from api.problems import Problem
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Role(StrEnum):
@@ -22,17 +27,23 @@ class Role(StrEnum):
     FULL = "full"
 
 
-def role_of(key: str | None, config: ApiConfig) -> Role | None:
-    """The role ``key`` grants, or None."""
+def match(key: str | None, config: ApiConfig) -> tuple[Role, SecretStr] | None:
+    """The role ``key`` grants and the configured key it matched, or None."""
     if not key:
         return None
     given = key.encode()
-    found: Role | None = None
+    found: tuple[Role, SecretStr] | None = None
     for role, keys in ((Role.FULL, config.api_keys), (Role.READ, config.read_keys)):
         for known in keys:
             if hmac.compare_digest(given, known.get_secret_value().encode()) and found is None:
-                found = role
+                found = (role, known)
     return found
+
+
+def role_of(key: str | None, config: ApiConfig) -> Role | None:
+    """The role ``key`` grants, or None."""
+    found = match(key, config)
+    return found[0] if found else None
 
 
 def presented_key(request: Request) -> str | None:
@@ -43,11 +54,31 @@ def presented_key(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
+def all_keys(config: ApiConfig) -> list[SecretStr]:
+    return [*config.api_keys, *config.read_keys]
+
+
 def require(request: Request, needed: Role) -> Role:
-    """The caller's role; raises a 401 problem without a valid key, 403 for a read key that
-    tries to act."""
+    """The caller's role; raises a 401 problem without a valid key or session, 403 for a read
+    key that tries to act or a session that acts without its CSRF token."""
     config: ApiConfig = request.app.state.config
-    role = getattr(request.state, "role", None) or role_of(presented_key(request), config)
+    key = presented_key(request)
+    if key is not None:
+        role = role_of(key, config)
+    else:
+        session = sessions.open_session(request.cookies.get(sessions.COOKIE), all_keys(config))
+        role = role_of(session.key.get_secret_value(), config) if session else None
+        acting = request.method not in SAFE_METHODS
+        if (
+            session
+            and acting
+            and not sessions.csrf_ok(session, request.headers.get(sessions.CSRF_HEADER))
+        ):
+            raise Problem(
+                403,
+                "Forbidden",
+                "a signed-in browser must send the X-CSRF-Token of its session to act",
+            )
     if role is None:
         raise Problem(
             401,

@@ -8,6 +8,7 @@ POST /v1/jobs/{id}/cancel      (full access)
 POST /v1/jobs/{id}/retry       a failed job, re-driven (full access)
 GET  /v1/jobs/{id}/files/{n}   an output file: its bytes (local store) or a redirect (S3)
 GET  /v1/workers, /v1/stats    the workers, and the queue's numbers
+GET  /v1/history?minutes=      the per-minute counts, for charts
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from producer.client import Producer
 from producer.errors import WaitTimeout
 from producer.listing import MAX_PAGE, JobPage
 from producer.models import JobRecord, JobState
-from producer.stats import Stats, WorkerInfo
+from producer.stats import MinuteCounts, Stats, WorkerInfo
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -179,6 +180,16 @@ async def get_file(
 async def list_workers(request: Request, _: Read) -> list[WorkerInfo]:
     """Every registered worker process, alive or dead (a dead one stopped heartbeating)."""
     return await producer_of(request).workers()
+
+
+@router.get("/history", response_model=list[MinuteCounts], responses=problems())
+async def history(
+    request: Request, _: Read, minutes: Annotated[int, Query(ge=1, le=7 * 1440)] = 60
+) -> list[MinuteCounts]:
+    """What workers counted, minute by minute, oldest first (jobs succeeded, failed and
+    canceled, also per model as ``outcome:owner/name``; ``started``, ``retried``, ``creates``,
+    ``throttled``, ``duration_ms``, ``rate_wait_ms``)."""
+    return await producer_of(request).history(minutes)
 
 
 @router.get("/stats", response_model=Stats, responses=problems())

@@ -2,9 +2,11 @@
 
 Starts what is not configured (a private redis-server when ``REDIS_URL`` is unset; the sandbox
 unless ``--model`` names a real model and ``REPLICATE_API_TOKEN`` is set), two
-``arq worker.main.Settings`` processes, enqueues jobs (most succeed after some latency, a few fail
-on purpose), shows a live progress bar, prints a summary and one job's full record, and stops
-everything it started, also on Ctrl-C (a second Ctrl-C stops at once).
+``arq worker.main.Settings`` processes and ``predq serve`` (the API and dashboard, with a new key
+it prints), enqueues jobs (most succeed after some latency, a few fail on purpose), shows a live
+progress bar, prints a summary and one job's full record; then, at a terminal, keeps the dashboard
+up until Ctrl-C (``--keep``/``--no-keep``). It stops everything it started, also on Ctrl-C (a
+second Ctrl-C stops at once).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import argparse
 import asyncio
 import json
 import random
+import secrets
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -27,7 +31,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from devkit.launch import SandboxProcess, clean_env, start_worker, stop
+from devkit.launch import ApiProcess, SandboxProcess, clean_env, start_worker, stop
 from devkit.local_redis import LocalRedis
 from producer.client import Producer
 from producer.config import Config
@@ -41,6 +45,8 @@ REAL_REPLICATE_DEFAULT_JOBS = 5
 SANDBOX_TOKEN = "r8_predq_demo_local_sandbox_token_0000"
 #: How long the demo's workers may finish running jobs when stopped (then they hand them back).
 WORKER_GRACE_S = 5
+#: Where the demo's dashboard listens when the port is free (else any free port).
+DASHBOARD_PORT = 8000
 
 
 def run_demo(args: argparse.Namespace, config: Config, *, environ: Mapping[str, str]) -> int:
@@ -68,6 +74,7 @@ def run_demo(args: argparse.Namespace, config: Config, *, environ: Mapping[str, 
             env["REPLICATE_BASE_URL"] = stack.enter_context(_sandbox(console, logs))
             env["REPLICATE_API_TOKEN"] = SANDBOX_TOKEN
         stack.enter_context(_workers(console, args.workers, env, logs))
+        dashboard = stack.enter_context(_dashboard(console, env, logs))
         jobs = args.jobs if not use_replicate or args.jobs != 50 else REAL_REPLICATE_DEFAULT_JOBS
         plan = _plan(jobs, args.model if use_replicate else None, args.input)
         demo_config = config.model_copy(update={"redis_url": redis_url})
@@ -84,6 +91,16 @@ def run_demo(args: argparse.Namespace, config: Config, *, environ: Mapping[str, 
             console.print(f"worker logs: {logs} (removed on exit)")
             _tail_logs(console, logs)
             return 1
+        keep = sys.stdin.isatty() if args.keep is None else args.keep
+        if keep:
+            console.print(
+                f"the dashboard stays up at [bold]{dashboard}[/]: Ctrl-C stops everything"
+            )
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                console.print("stopping everything the demo started")
         return 0
 
 
@@ -188,6 +205,18 @@ def _sandbox(console: Console, logs: Path) -> Iterator[str]:
         yield sandbox.url
     finally:
         sandbox.stop()
+
+
+@contextmanager
+def _dashboard(console: Console, env: Mapping[str, str], logs: Path) -> Iterator[str]:
+    """``predq serve`` with a new full-access key for this demo; yields its URL."""
+    key = f"demo-{secrets.token_urlsafe(18)}"
+    server = ApiProcess({**env, "PREDQ_API_KEYS": key}, logs / "api.log", port=DASHBOARD_PORT)
+    console.print(f"[bold]dashboard[/]: {server.url}  (sign in with the key [bold]{key}[/])")
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @contextmanager

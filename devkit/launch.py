@@ -47,6 +47,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """Whether ``port`` can be bound on the loopback interface right now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def clean_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """``environ`` (default: this process's) without any predq, Replicate or Redis settings: the
     base every launched process gets before its own settings, so nothing leaks in by accident."""
@@ -212,8 +222,8 @@ class S3Server:
 class ApiProcess:
     """``predq serve`` on a free loopback port, ready once constructed; ``url`` is its base."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
-        self.port = free_port()
+    def __init__(self, env: Mapping[str, str], log_path: Path, *, port: int | None = None) -> None:
+        self.port = port if port is not None and port_is_free(port) else free_port()
         command = (sys.executable, "-m", "producer.cli", "serve", "--host", "127.0.0.1",
                    "--port", str(self.port))  # fmt: skip
         self.log_path = log_path

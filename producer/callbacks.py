@@ -47,8 +47,12 @@ def check_url(url: object) -> str:
         raise InvalidRequest(
             f"callback_url must be an http(s) URL of at most {MAX_URL_CHARS} chars"
         )
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port  # raises on a port out of range or not a number
+    except ValueError:
+        raise InvalidRequest(f"callback_url is not a valid URL: {url[:200]!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
         raise InvalidRequest(f"callback_url must be an http(s) URL with a host, got {url[:200]!r}")
     return url
 

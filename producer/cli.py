@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workers", type=int, default=2, help="worker processes (%(default)s)")
     demo.add_argument("--model", help="model for every job (default: sandbox models)")
     demo.add_argument("--input", help="with --model: the input JSON for every job")
+    demo.add_argument("--keep", action=argparse.BooleanOptionalAction, default=None,
+                      help="keep the dashboard up after the jobs until Ctrl-C (default: at a "
+                      "terminal)")  # fmt: skip
     return parser
 
 

@@ -270,10 +270,16 @@ class Producer(Views, Files):
                 last = event.id
                 yield event
                 if isinstance(event, StateEvent) and event.state.is_final:
+                    # The end, unless the job was re-driven (``retry``) after this event: then
+                    # it is not final now, or later events follow (read first, then peek).
                     record = await self.get(job_id)
-                    if record is not None:
-                        yield final_event(record, last)
-                    return
+                    later = await self._bounded(
+                        self._jobs_redis().xrange(key, min=f"({last}", count=1)
+                    )
+                    if record is None or (record.is_final and not later):
+                        if record is not None:
+                            yield final_event(record, last)
+                        return
 
     async def cancel(self, job_id: str) -> JobRecord:
         """Cancel a job that has not finished; returns its record (final jobs are left as they are).

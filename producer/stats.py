@@ -38,6 +38,8 @@ class WorkerInfo(BaseModel):
     version: str = ""
     queue: str = ""
     concurrency: int = 0
+    #: The account's create budget it works to (PREDQ_CREATES_PER_MIN; 0: none).
+    creates_per_min: int = 0
     in_flight: int = 0
     done: int = 0
     failed: int = 0

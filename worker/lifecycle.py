@@ -60,6 +60,7 @@ async def start(ctx: WorkerContext, config: WorkerConfig) -> None:
     ctx["callbacks"] = Deliveries(ctx["store"], config, counted=metrics.callback)
     registration = Registration(redis, metrics, worker_id=ctx["worker_id"],
                                 queue=config.queue_name, concurrency=config.concurrency,
+                                creates_per_min=config.creates_per_min,
                                 heartbeat_s=config.heartbeat_s)  # fmt: skip
     ctx["registration"] = registration
     loops = [

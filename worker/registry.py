@@ -43,6 +43,7 @@ class Registration:
         worker_id: str,
         queue: str,
         concurrency: int,
+        creates_per_min: int = 0,
         heartbeat_s: float = HEARTBEAT_S,
     ) -> None:
         self._redis = redis
@@ -55,6 +56,7 @@ class Registration:
             "version": metadata.version("predq"),
             "queue": queue,
             "concurrency": str(concurrency),
+            "creates_per_min": str(creates_per_min),
             "started_at": clock.now().isoformat(),
             "heartbeat_s": repr(heartbeat_s),
         }

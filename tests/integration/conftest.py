@@ -7,6 +7,7 @@ whose logs go to files under pytest's tmp dir (printed when a test fails).
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -120,7 +121,7 @@ class Workers:
             started.append(process)
         for process, log_path in zip(started, self.logs[-count:], strict=True):
             eventually_blocking(
-                lambda p=process, path=log_path: _started(p, path),
+                functools.partial(_started, process, log_path),
                 timeout_s=20,
                 what="a worker to start",
             )

@@ -130,6 +130,10 @@ def test_the_demo_with_two_jobs_and_a_replicate_token_runs_on_the_sandbox() -> N
     shown = " ".join(result.stdout.split())  # rich wraps lines at the terminal's width
     assert "no --model was given: the demo runs on the local sandbox" in shown
     assert re.search(r"succeeded\W+2\b", shown), shown
+    # the dashboard came up (ApiProcess waits for it) and says where, with a key to sign in with
+    assert re.search(
+        r"dashboard: http://127\.0\.0\.1:\d+ \(sign in with the key demo-\S{20,}\)", shown
+    )
 
 
 def test_a_worker_that_cannot_reach_redis_says_so_at_once(tmp_path: Path) -> None:

@@ -108,3 +108,27 @@ async def test_wait_is_woken_by_the_final_transition_not_by_polling(
     await workers.producer.cancel(job.id)  # a final transition publishes the job's id
     record = await asyncio.wait_for(waiting, 1)
     assert record.state is JobState.CANCELED
+
+
+async def test_a_retried_jobs_stream_goes_past_its_old_failure(workers: InProcessWorkers) -> None:
+    # Fails for good (a storage cap), is retried, succeeds: read from the start, the stream
+    # neither ends at the old failure nor leaves out the second run.
+    [failed] = await workers.run(
+        ("sandbox/video", {"size_bytes": 300_000}), env={"PREDQ_OUTPUT_MAX_BYTES": "100000"}
+    )
+    assert failed.state is JobState.FAILED
+    await workers.producer.retry(failed.id)
+    reading = asyncio.create_task(collect(workers, failed.id))
+    await asyncio.sleep(0.2)
+    assert not reading.done()  # queued again: not the end
+    await workers.run()
+    events = await asyncio.wait_for(reading, 10)
+    final = events[-1]
+    assert isinstance(final, FinalEvent)
+    assert final.record.state is JobState.SUCCEEDED
+    states = [e.state for e in events if isinstance(e, StateEvent)]
+    assert states[-1] is JobState.SUCCEEDED
+    assert JobState.FAILED in states
+    settled = await collect(workers, failed.id)  # read after the end: the same story
+    assert isinstance(settled[-1], FinalEvent)
+    assert [e.id for e in settled[:-1]] == [e.id for e in events[:-1]]
