@@ -93,6 +93,8 @@ async def list_jobs(
     prediction_id: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> JobPage:
     producer = producer_of(request)
+    after = _instant("changed_after", changed_after)  # checked even when a lookup ignores them
+    before = _instant("changed_before", changed_before)
     if idempotency_key is not None or prediction_id is not None:
         if idempotency_key is not None and prediction_id is not None:
             raise Problem(422, "Unprocessable Content", "look up by one key at a time")
@@ -101,8 +103,8 @@ async def list_jobs(
     return await producer.list_jobs(
         state or None,
         model=model,
-        changed_after=_instant("changed_after", changed_after),
-        changed_before=_instant("changed_before", changed_before),
+        changed_after=after,
+        changed_before=before,
         cursor=cursor,
         limit=limit,
     )

@@ -70,6 +70,20 @@ WEBHOOK_CHANNEL = "predq:webhooks"
 WEBHOOK_TTL_S = 86400
 
 
+#: How often at most an enqueue wakes the idle workers of a queue (the rest ride on that one).
+WAKE_EVERY_MS = 50
+
+
+def wake_channel(queue_name: str) -> str:
+    """Pub/sub channel: a job was queued on ``queue_name`` (idle workers poll at once)."""
+    return f"{queue_name}:wake"
+
+
+def wake_sent(queue_name: str) -> str:
+    """Set for WAKE_EVERY_MS after a wake was published: enqueues meanwhile publish none."""
+    return f"{queue_name}:wake:sent"
+
+
 def job(job_id: str) -> str:
     return f"{JOB_PREFIX}{job_id}"
 

@@ -55,6 +55,7 @@ class Scripts:
             self._queue,
             arq_wire.job_key(job_id),
             keys.events(job_id),
+            keys.wake_sent(self._queue),
         ]
         if idempotency_key is not None:
             script_keys.append(keys.idempotency(idempotency_key))
@@ -66,6 +67,8 @@ class Scripts:
             keys.JOB_PREFIX,
             state_event(JobState.QUEUED),
             keys.EVENTS_MAXLEN,
+            keys.wake_channel(self._queue),
+            keys.WAKE_EVERY_MS,
             *_flat(fields),
         ]
         return await self._create(keys=script_keys, args=args, client=client)
@@ -88,6 +91,7 @@ class Scripts:
         has_files: bool,
         event: str,
         fields: Mapping[str, str],
+        lease_ms: int | None = None,
     ) -> Any:
         """transition.lua: one state move (see its header for what each argument does)."""
         script_keys = [
@@ -98,6 +102,7 @@ class Scripts:
             keys.OUTPUTS_EXPIRY,
             keys.events(job_id),
             keys.CALLBACKS,
+            arq_wire.in_progress_key(job_id),
         ]
         args: list[Any] = [
             " ".join(allowed),
@@ -116,6 +121,8 @@ class Scripts:
             event,
             keys.EVENTS_MAXLEN,
             keys.FINISHED_CHANNEL,
+            "" if lease_ms is None else lease_ms,
+            "" if lease_ms is None else arq_wire.due_score(now_ms + lease_ms),
             *_flat({"updated_at": now_iso, **fields}),
         ]
         return await self._transition(keys=script_keys, args=args)
@@ -175,6 +182,7 @@ class Scripts:
                 arq_wire.job_key(job_id),
                 arq_wire.in_progress_key(job_id),
                 keys.events(job_id),
+                keys.wake_sent(self._queue),
             ],
             args=[
                 job_id,
@@ -184,6 +192,8 @@ class Scripts:
                 operation,
                 state_event(JobState.QUEUED),
                 keys.EVENTS_MAXLEN,
+                keys.wake_channel(self._queue),
+                keys.WAKE_EVERY_MS,
             ],
         )
 

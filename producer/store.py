@@ -78,8 +78,19 @@ class JobStore:
         With an idempotency key that is still in its window, returns the job it first created
         (whatever its state) and ``created=False``; nothing is written then.
         """
-        [result] = await self.create_many([request])
-        return result
+        now = clock.now()
+        fields = new_record_fields(uuid.uuid4().hex, request, now)
+        with redis_errors(self._config):
+            # Not a pipeline of one: redis-py sends SCRIPT EXISTS before every pipeline that
+            # holds a script, a second round trip per job.
+            reply = await self._scripts.create(
+                job_id=fields["id"],
+                now_ms=clock.to_ms(now),
+                idempotency_key=request.idempotency_key,
+                idempotency_window_s=self._config.idempotency_window_s,
+                fields=fields,
+            )
+        return _created(fields, reply)
 
     async def create_many(self, requests: Sequence[JobRequest]) -> list[tuple[JobRecord, bool]]:
         """``create`` for each request, in one round trip (a pipeline of the same Lua call).
@@ -101,13 +112,7 @@ class JobStore:
                         client=pipe,
                     )
                 replies = await pipe.execute()
-        results = []
-        for fields, reply in zip(news, replies, strict=True):
-            if as_text(reply[0]) == "existing":
-                results.append((parse_record(pairs(reply[1:])), False))
-            else:
-                results.append((parse_record(fields), True))
-        return results
+        return [_created(fields, reply) for fields, reply in zip(news, replies, strict=True)]
 
     async def get(self, job_id: str) -> JobRecord | None:
         """The record, or None when no job has this id (or its retention ran out)."""
@@ -166,8 +171,11 @@ class JobStore:
                 pipe.xadd(keys.events(job_id), event, maxlen=keys.EVENTS_MAXLEN)  # type: ignore[arg-type]
                 await pipe.execute()
 
-    async def start(self, job_id: str, *, worker: str = "") -> tuple[Transition, str]:
-        """Claim a job for an attempt (or resume a running one after a crash), for ``worker``.
+    async def start(
+        self, job_id: str, *, worker: str = "", lease_ms: int | None = None
+    ) -> tuple[Transition, str]:
+        """Claim a job for an attempt (or resume a running one after a crash), for ``worker``;
+        with ``lease_ms``, arq's claim of it is shortened to that lease in the same call.
 
         Returns the transition, with the whole record, and the new run token that fences the
         worker's later moves.
@@ -175,7 +183,13 @@ class JobStore:
         run = uuid.uuid4().hex
         fields = {"phase": JobPhase.CREATING.value, "progress": "", "worker": worker}
         transition = await self._move(
-            job_id, _LIVE, JobState.RUNNING, start=run, want_record=True, fields=fields
+            job_id,
+            _LIVE,
+            JobState.RUNNING,
+            start=run,
+            want_record=True,
+            fields=fields,
+            lease_ms=lease_ms,
         )
         return transition, run
 
@@ -360,6 +374,7 @@ class JobStore:
         due_ms: int | None = None,
         has_files: bool = False,
         fields: Mapping[str, str] | None = None,
+        lease_ms: int | None = None,
     ) -> Transition:
         now = clock.now()
         with redis_errors(self._config):
@@ -379,8 +394,16 @@ class JobStore:
                 has_files=has_files,
                 event=state_event(target, error),
                 fields=fields or {},
+                lease_ms=lease_ms,
             )
         status: Status = as_text(reply[0])  # type: ignore[assignment]
         previous = JobState(as_text(reply[1])) if reply[1] else None
         record = parse_record(pairs(reply[2:])) if len(reply) > 2 else None
         return Transition(status, previous, record)
+
+
+def _created(fields: dict[str, str], reply: Any) -> tuple[JobRecord, bool]:
+    """create.lua's reply as (record, created): the new record, or the one its key points at."""
+    if as_text(reply[0]) == "existing":
+        return parse_record(pairs(reply[1:])), False
+    return parse_record(fields), True

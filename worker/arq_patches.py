@@ -1,4 +1,5 @@
-"""Two fixes to arq 0.28's worker loop so that a worker rides out a Redis restart.
+"""Two fixes to arq 0.28's worker loop so that a worker rides out a Redis restart, and one change
+so that an idle worker stops polling Redis.
 
 arq is in maintenance-only mode and pinned (0.28.x), so these are applied here, once, when
 ``worker.main`` is imported (``arq worker.main.Settings`` imports it before building the Worker):
@@ -10,16 +11,23 @@ arq is in maintenance-only mode and pinned (0.28.x), so these are applied here, 
 2. ``Worker.start_jobs`` takes a slot (``job_counter`` + semaphore) for the job it is claiming and
    does not give it back when the claim fails with an exception. After a few outages a worker would
    have no slots left. The wrapper gives back the one slot an escaping exception leaves taken.
+3. ``Worker._poll_iteration`` polls every ``poll_delay`` even when nothing is queued. When the last
+   poll found no job although the worker had free slots, the wrapper first waits for a wake
+   (worker/wake.py: a job was queued) or ``PREDQ_IDLE_POLL_S``. Not in burst mode, and a SIGTERM
+   ends the wait (arq's graceful shutdown waits for its task list, which only a poll tidies).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from signal import Signals
 
 import redis.exceptions
 import structlog
 from arq.worker import Worker
+
+from worker.wake import Wake
 
 log = structlog.get_logger(__name__)
 
@@ -34,11 +42,12 @@ _BACKOFF_MAX_S = 2.0
 
 
 def apply() -> None:
-    """Install both wrappers on arq's Worker (idempotent)."""
+    """Install the wrappers on arq's Worker (idempotent)."""
     if getattr(Worker, "_predq_patched", False):
         return
-    Worker._poll_iteration = _surviving_redis(Worker._poll_iteration)  # type: ignore[method-assign,assignment]
-    Worker.start_jobs = _returning_slots(Worker.start_jobs)  # type: ignore[method-assign,assignment]
+    Worker._poll_iteration = _surviving_redis(_waiting_when_idle(Worker._poll_iteration))  # type: ignore[method-assign,assignment]
+    Worker.start_jobs = _returning_slots(_noting_found(Worker.start_jobs))  # type: ignore[method-assign,assignment]
+    Worker.handle_sig_wait_for_completion = _waking(Worker.handle_sig_wait_for_completion)  # type: ignore[method-assign,assignment]
     Worker._predq_patched = True  # type: ignore[attr-defined]
 
 
@@ -80,3 +89,44 @@ def _returning_slots(
             raise
 
     return start
+
+
+def _waiting_when_idle(
+    poll: Callable[[Worker], Awaitable[None]],
+) -> Callable[[Worker], Awaitable[None]]:
+    async def poll_iteration(self: Worker) -> None:
+        wake = _wake_of(self)
+        idle = getattr(self, "_predq_idle", False) and self.allow_pick_jobs and not self.burst
+        if wake is not None and idle:
+            await wake.idle()
+        self._predq_found = None  # type: ignore[attr-defined]
+        await poll(self)
+        found = getattr(self, "_predq_found", None)
+        self._predq_idle = found == 0  # type: ignore[attr-defined]  # polled (free slots), found none
+
+    return poll_iteration
+
+
+def _noting_found(
+    start_jobs: Callable[[Worker, list[bytes]], Awaitable[None]],
+) -> Callable[[Worker, list[bytes]], Awaitable[None]]:
+    async def start(self: Worker, job_ids: list[bytes]) -> None:
+        self._predq_found = len(job_ids)  # type: ignore[attr-defined]
+        await start_jobs(self, job_ids)
+
+    return start
+
+
+def _waking(handler: Callable[[Worker, Signals], None]) -> Callable[[Worker, Signals], None]:
+    def handle(self: Worker, signum: Signals) -> None:
+        handler(self, signum)
+        wake = _wake_of(self)
+        if wake is not None:
+            wake.nudge()
+
+    return handle
+
+
+def _wake_of(worker: Worker) -> Wake | None:
+    found = worker.ctx.get("wake") if isinstance(worker.ctx, dict) else None
+    return found if isinstance(found, Wake) else None

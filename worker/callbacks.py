@@ -32,6 +32,7 @@ CLAIM_S = 60.0
 BATCH = 20
 IN_FLIGHT = 10
 IDLE_S = 1.0
+IDLE_MAX_S = 4.0
 ATTEMPT_TIMEOUT_S = 10.0
 FIRST_BACKOFF_S = 5.0
 MAX_BACKOFF_S = 3600.0
@@ -70,6 +71,7 @@ class Deliveries:
 
     async def keep_delivering(self) -> None:
         """Claim and deliver due callbacks until cancelled."""
+        idle_s = IDLE_S
         while True:
             try:
                 delivered = await self.deliver_due()
@@ -77,7 +79,9 @@ class Deliveries:
                 log.warning("callbacks.claim_failed", error=str(exc))
                 delivered = 0
             if delivered < BATCH:
-                await asyncio.sleep(IDLE_S)
+                await asyncio.sleep(idle_s)
+            # Nothing due: look less often (an idle worker's cost), at most every IDLE_MAX_S.
+            idle_s = IDLE_S if delivered else min(IDLE_MAX_S, idle_s * 2)
 
     async def deliver_due(self) -> int:
         """One round: deliver what is due (at most BATCH); returns how many were tried."""

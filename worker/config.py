@@ -103,6 +103,11 @@ class WorkerConfig(Config):
     metrics_port: int | None = Field(None, alias="PREDQ_METRICS_PORT", ge=1, le=65535)
     #: Check REPLICATE_API_TOKEN at start-up (GET /v1/account) and refuse to start without it.
     check_token: bool = Field(True, alias="PREDQ_CHECK_TOKEN")
+    #: An idle worker (its last poll found nothing) polls again after this long, or as soon as
+    #: a job is queued (worker/wake.py).
+    idle_poll_s: float = Field(2.0, alias="PREDQ_IDLE_POLL_S", gt=0, le=60)
+    #: Run the worker (arq's CLI) on uvloop's event loop when it is installed.
+    uvloop: bool = Field(True, alias="PREDQ_UVLOOP")
     log_level: str = Field("INFO", alias="PREDQ_LOG_LEVEL")
     log_format: LogFormat = Field("auto", alias="PREDQ_LOG_FORMAT")
     replicate_api_token: SecretStr | None = Field(None, alias="REPLICATE_API_TOKEN", repr=False)

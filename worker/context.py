@@ -16,6 +16,7 @@ from worker.model_slots import ModelSlots
 from worker.outputs import Copier
 from worker.registry import Registration
 from worker.replicate_client import Predictions
+from worker.wake import Wake
 
 
 class WorkerContext(TypedDict):
@@ -32,6 +33,7 @@ class WorkerContext(TypedDict):
     metrics: Metrics
     worker_id: str
     registration: Registration
+    wake: Wake
     #: An HTTP transport for Replicate and file downloads (tests: the sandbox, in-process).
     http_transport: httpx.AsyncBaseTransport | None
     background: list[asyncio.Task[None]]

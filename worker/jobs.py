@@ -70,12 +70,14 @@ async def run_prediction(ctx: WorkerContext, job_id: str) -> None:
 
 
 async def _attempt(ctx: WorkerContext, job_id: str) -> None:
-    store, config = ctx["store"], ctx["config"]
-    hold = await ctx["leases"].hold(job_id)
+    store, config, leases = ctx["store"], ctx["config"], ctx["leases"]
+    # The start transition shortens arq's long claim to the lease in its own Lua call; only a
+    # capped model's slot, taken before the start, needs the lease shortened first.
+    hold = await leases.hold(job_id, extend=bool(config.model_concurrency))
     try:
         if config.model_concurrency:
             await _model_slot(ctx, job_id)
-        claim, run = await store.start(job_id, worker=ctx["worker_id"])
+        claim, run = await store.start(job_id, worker=ctx["worker_id"], lease_ms=leases.lease_ms)
         if not claim.ok or claim.record is None:
             await _skip(ctx, job_id, claim)
             return

@@ -118,15 +118,21 @@ class Leases:
     def renew_every_s(self) -> float:
         return self._lease_ms / 3000
 
-    async def hold(self, job_id: str) -> Hold:
-        """Start renewing ``job_id``'s lease, shortening arq's long claim right away."""
+    @property
+    def lease_ms(self) -> int:
+        return self._lease_ms
+
+    async def hold(self, job_id: str, *, extend: bool = True) -> Hold:
+        """Start renewing ``job_id``'s lease, shortening arq's long claim right away (``extend``;
+        without it the caller shortens it itself: the start transition does, in its Lua call)."""
         hold = Hold(self, job_id)
         self._held[job_id] = hold  # before the await: the renewal loop must see it
-        try:
-            await self._extend([job_id])
-        except BaseException:
-            hold.release()
-            raise
+        if extend:
+            try:
+                await self._extend([job_id])
+            except BaseException:
+                hold.release()
+                raise
         return hold
 
     async def keep_renewing(self) -> None:

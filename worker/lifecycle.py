@@ -4,7 +4,8 @@ worker's event loop) and closed in ``on_shutdown``.
 At start the worker checks its Replicate token (``GET /v1/account``) and refuses to run on a 401
 or 403 with one clear line (``PREDQ_CHECK_TOKEN=0`` skips it): a bad token used to fail every job
 it took, in 40 ms each. Then it registers (worker/registry.py) and starts its background tasks:
-lease renewals, model-slot renewals, the outputs sweeper, callback deliveries, the heartbeat.
+the wake subscription, lease renewals, model-slot renewals, the outputs sweeper, callback
+deliveries, the heartbeat.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from worker.outputs import Copier, Sweeper
 from worker.ratelimit import RateLimiter
 from worker.registry import Registration, new_worker_id
 from worker.replicate_client import Predictions
+from worker.wake import Wake
 from worker.webhook_wait import WebhookWaiters
 
 log = structlog.get_logger(__name__)
@@ -63,7 +65,9 @@ async def start(ctx: WorkerContext, config: WorkerConfig) -> None:
                                 creates_per_min=config.creates_per_min,
                                 heartbeat_s=config.heartbeat_s)  # fmt: skip
     ctx["registration"] = registration
+    ctx["wake"] = Wake(redis, queue_name=config.queue_name, idle_poll_s=config.idle_poll_s)
     loops = [
+        ctx["wake"].listen(),
         ctx["leases"].keep_renewing(),
         ctx["model_slots"].keep_renewing(),
         ctx["callbacks"].keep_delivering(),

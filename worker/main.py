@@ -10,6 +10,7 @@ process (the unit tier).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -26,7 +27,7 @@ from worker import arq_patches, lifecycle
 from worker.config import WorkerConfig
 from worker.context import WorkerContext
 from worker.jobs import run_prediction
-from worker.logs import configure_logging
+from worker.logs import configure_logging, quiet_per_job_lines
 from worker.redis_settings import redis_settings
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,16 @@ def deserialize(raw: bytes) -> dict[str, Any]:
     return cast(dict[str, Any], json.loads(raw))
 
 
+def _use_uvloop() -> None:
+    """Give arq's Worker uvloop's event loop: it takes the thread's loop when it is made, which
+    is after its CLI looked up ``Settings`` here (about 5% less worker CPU per job, ops/bench/)."""
+    try:
+        import uvloop
+    except ImportError:  # not on this platform
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def build_settings(environ: Mapping[str, str], *, configure_logs: bool = False) -> type:
     """The class arq reads its Worker arguments from, for the configuration in ``environ``.
 
@@ -54,6 +65,8 @@ def build_settings(environ: Mapping[str, str], *, configure_logs: bool = False) 
     config = WorkerConfig.from_env(environ)
     if configure_logs:
         configure_logging(config.log_level, config.log_format, secrets=config.secrets())
+        if config.uvloop:
+            _use_uvloop()
     arq_patches.apply()
 
     async def on_startup(ctx: dict[str, Any]) -> None:
@@ -62,6 +75,7 @@ def build_settings(environ: Mapping[str, str], *, configure_logs: bool = False) 
             arq_logger.handlers.clear()  # arq's CLI adds one; ours is the root's
             arq_logger.propagate = True
             arq_logger.setLevel(config.log_level.upper())  # arq's CLI pins it at INFO
+            quiet_per_job_lines(config.log_level)
         await lifecycle.start(cast(WorkerContext, ctx), config)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:

@@ -26,6 +26,8 @@ from producer.stats import HEARTBEAT_S, WORKER_TTL_S
 from worker.metrics import Metrics
 
 log = structlog.get_logger(__name__)
+#: The registration's TTL is set on the first beat and every this many beats after (idle cost).
+_EXPIRE_EVERY_BEATS = 12
 
 
 def new_worker_id() -> str:
@@ -63,6 +65,7 @@ class Registration:
         self._heartbeat_s = heartbeat_s
         self._done = 0
         self._failed = 0
+        self._beats = -1  # the first beat sets the TTL
 
     async def keep_beating(self) -> None:
         """Heartbeat every ``heartbeat_s`` until cancelled; Redis errors are logged."""
@@ -79,6 +82,7 @@ class Registration:
         self._done += counts.get("succeeded", 0)
         self._failed += counts.get("failed", 0)
         now = clock.now()
+        self._beats += 1
         minute_key = keys.history(clock.to_ms(now) // 60_000)
         fields = {**self._fields, "last_seen": now.isoformat(),
                   "in_flight": str(self._metrics.running),
@@ -86,7 +90,8 @@ class Registration:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hset(keys.worker(self.worker_id), mapping=fields)
-                pipe.expire(keys.worker(self.worker_id), WORKER_TTL_S)
+                if self._beats % _EXPIRE_EVERY_BEATS == 0:  # a day's TTL needs no refresh per beat
+                    pipe.expire(keys.worker(self.worker_id), WORKER_TTL_S)
                 pipe.zadd(keys.WORKERS, {self.worker_id: clock.to_ms(now)})
                 for name, count in counts.items():
                     pipe.hincrby(minute_key, name, count)

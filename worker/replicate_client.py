@@ -2,20 +2,24 @@
 prediction is run, resumed, waited for (by polling or by webhook), looked up and canceled.
 
 New predictions run through ``replicate.Client.async_run``; worker/observe.py's transport, under
-every client, stores each new prediction's id before anything waits on it. Once a prediction
+every client, stores each new prediction's id before anything waits on it. Under that, requests go
+out through aiohttp (httpx-aiohttp's transport, the one OpenAI's SDK offers too): httpx's own
+httpcore/anyio stack cost a worker about 0.5 ms of CPU more per request (ops/bench/'s io row).
+Every transport error during a create is still treated as ambiguous (the prediction is looked for
+before another create), whichever exception class the transport maps it to. Once a prediction
 exists, a failed poll is retried within the attempt; only its deadline ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
 import structlog
+from httpx_aiohttp import AiohttpTransport
 from pydantic.v1 import ValidationError as PredictionParseError
 from replicate.client import Client as ReplicateClient
 from replicate.exceptions import ModelError
@@ -39,9 +43,6 @@ from worker.webhook_wait import WebhookWaiters
 log = structlog.get_logger(__name__)
 
 _PAGE_TRIES = 5
-#: Connections per replicate client: a worker uses one client per 25 slots (ops/bench/'s
-#: I/O row measured 25 against 10 and 100).
-_POOL_SIZE = 25
 _POLL_BACKOFF_MAX_S = 30.0
 #: Reconnects to a prediction's event stream without an event in between, before giving up.
 _STREAM_RECONNECTS = 5
@@ -92,37 +93,28 @@ class Predictions:
         ``limiter`` paces every request (None: no pacing of predq's own); ``waiters`` with
         ``config.webhook_url`` set: predictions report back by webhook instead of being polled."""
         token = config.replicate_api_token
-        # httpcore's pool bookkeeping grows with its size (reference/replicate.md: 17.8 ms of CPU
-        # per call with 1,000 connections in one pool, 1.3 ms over 20 pools of 100), so a big
-        # worker spreads its predictions over several clients of at most 25 connections each.
-        shards = 1 if transport is not None else max(1, -(-config.concurrency // _POOL_SIZE))
-        self._transports: list[ObservingTransport] = []
-        self._clients: list[ReplicateClient] = []
-        for _ in range(shards):
-            inner = transport or httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(
-                    max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE
-                )
+        # One aiohttp pool for all slots: its bookkeeping does not grow with its size the way
+        # httpcore's did (reference/replicate.md: 17.8 ms of CPU per call with 1,000 connections
+        # in one httpcore pool, which made predq spread its predictions over pools of 25).
+        inner = transport or AiohttpTransport(
+            limits=httpx.Limits(
+                max_connections=config.concurrency, max_keepalive_connections=config.concurrency
             )
-            observing = ObservingTransport(
-                inner,
-                create_timeout_s=config.create_timeout_s,
-                limiter=limiter,
-                throttle_pause_s=config.throttle_pause_s,
-                metrics=metrics,
-            )
-            client = ReplicateClient(
-                api_token=token.get_secret_value() if token is not None else None,
-                base_url=config.replicate_base_url,
-                timeout=httpx.Timeout(30.0, connect=10.0, pool=30.0),
-                transport=observing,
-            )
-            client.poll_interval = config.poll_interval_s
-            self._transports.append(observing)
-            self._clients.append(client)
-        self._next_client = itertools.count()
-        #: The client for one-off requests (cancel, lookups, webhook fallback polls).
-        self._client = self._clients[0]
+        )
+        self._transport = ObservingTransport(
+            inner,
+            create_timeout_s=config.create_timeout_s,
+            limiter=limiter,
+            throttle_pause_s=config.throttle_pause_s,
+            metrics=metrics,
+        )
+        self._client = ReplicateClient(
+            api_token=token.get_secret_value() if token is not None else None,
+            base_url=config.replicate_base_url,
+            timeout=httpx.Timeout(30.0, connect=10.0, pool=30.0),
+            transport=self._transport,
+        )
+        self._client.poll_interval = config.poll_interval_s
         self._poll_interval_s = config.poll_interval_s
         self._webhook_url = config.webhook_url
         self._fallback_poll_s = config.webhook_fallback_poll_s
@@ -144,10 +136,9 @@ class Predictions:
         ReplicateError / httpx errors as they come; ``watch`` says how far it got (the id, the
         last status, any Retry-After).
         """
-        client = self._clients[next(self._next_client) % len(self._clients)]
         with watching(watch):
             return await self._run_polling_through_errors(
-                client, model, input, watch, create_wait_s
+                self._client, model, input, watch, create_wait_s
             )
 
     async def _run_polling_through_errors(
@@ -346,5 +337,4 @@ class Predictions:
         await self._client.predictions.async_cancel(prediction_id)
 
     async def aclose(self) -> None:
-        for transport in self._transports:
-            await transport.aclose()
+        await self._transport.aclose()

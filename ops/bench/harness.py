@@ -45,6 +45,10 @@ PREDQ_ENV = {
     "PREDQ_LOG_LEVEL": "WARNING",
     "PREDQ_LOG_FORMAT": "json",
     "PREDQ_QUEUE_POLL_S": "0.05",
+    # The bench releases parked jobs with a RENAME (worker_run.py), which wakes no idle worker
+    # (worker/wake.py wakes them on enqueue): idle workers poll as often as busy ones, so that a
+    # run's clock does not start with up to the default 2 s of idle wait.
+    "PREDQ_IDLE_POLL_S": "0.05",
     "PREDQ_SHUTDOWN_GRACE_S": "5",
     "REPLICATE_API_TOKEN": API_TOKEN,
 }

@@ -16,10 +16,11 @@ from devkit.local_redis import LocalRedis
 from ops.bench.harness import Bench
 from ops.bench.rows_api import row_api
 from ops.bench.rows_enqueue import row_enqueue_many, row_enqueue_single
+from ops.bench.rows_lean import row_idle, row_redis_commands
 from ops.bench.rows_limits import row_rate_limit, row_webhooks
 from ops.bench.rows_outputs import row_copy
 from ops.bench.rows_streaming import row_idle_waiters, row_token_latency
-from ops.bench.rows_worker import row_io, row_memory, row_overhead, row_redis_commands
+from ops.bench.rows_worker import row_io, row_memory, row_overhead
 from ops.bench.table import Result, machine_facts, render
 
 ROW_TIMEOUT_S = 180.0
@@ -42,6 +43,7 @@ ROWS: list[Row] = [
     Row("io", "I/O-bound efficiency", row_io),
     Row("memory", "Worker memory, 1,000 in flight", row_memory),
     Row("redis-commands", "Redis commands per job", row_redis_commands),
+    Row("idle", "Idle worker's cost", row_idle),
     Row("rate-limit", "Shared rate limit, 3 workers", row_rate_limit),
     Row("webhooks", "Webhooks instead of polling, 1,000 in flight", row_webhooks),
     Row("copy", "Output files copied to the store, 20 x 50 MB", row_copy),

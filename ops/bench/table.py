@@ -83,14 +83,16 @@ def _verdict(target: Target, measured: float) -> str:
 @dataclass(frozen=True)
 class Check:
     """One more measurement of a row, against a target of its own (shown on a line of its own
-    in the row's measured, target and met? cells, below the row's main measurement)."""
+    in the row's measured, target and met? cells, below the row's main measurement); ``shown``
+    replaces the default ``measured unit`` text."""
 
     measured: float
     unit: str
     target: Target
+    shown: str | None = None
 
     def text(self) -> str:
-        return f"{fmt(self.measured)} {self.unit}"
+        return self.shown if self.shown is not None else f"{fmt(self.measured)} {self.unit}"
 
 
 @dataclass

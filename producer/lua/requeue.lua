@@ -7,9 +7,10 @@
 --
 -- KEYS[1] predq:job:{id}   KEYS[2] predq:state:failed   KEYS[3] predq:state:queued
 -- KEYS[4] the arq queue    KEYS[5] arq:job:{id}        KEYS[6] arq:in-progress:{id}
--- KEYS[7] predq:events:{id}
+-- KEYS[7] predq:events:{id}    KEYS[8] the queue's wake-sent key
 -- ARGV[1] job id   ARGV[2] now (ms)   ARGV[3] now (ISO)   ARGV[4] arq payload   ARGV[5] operation id
 -- ARGV[6] the state event's data   ARGV[7] the event stream's length
+-- ARGV[8] the queue's wake channel (idle workers are woken, at most once per ARGV[9] ms)
 -- Returns {status, current state}; status is ok, missing, illegal (not failed) or busy.
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', ''} end
@@ -31,4 +32,7 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('SET', KEYS[5], ARGV[4])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+if redis.call('SET', KEYS[8], '1', 'PX', ARGV[9], 'NX') then
+  redis.call('PUBLISH', ARGV[8], '1')
+end
 return {'ok', state}

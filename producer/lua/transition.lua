@@ -6,6 +6,7 @@
 -- KEYS[1] predq:job:{id}   KEYS[2..7] predq:state:{state} in JobState order   KEYS[8] the arq queue
 -- KEYS[9] arq:job:{id}     KEYS[10] predq:outputs:expiry (the jobs whose output files expire)
 -- KEYS[11] predq:events:{id}   KEYS[12] predq:callbacks (the outbox of completion callbacks)
+-- KEYS[13] arq:in-progress:{id} (arq's claim of the job)
 -- ARGV[1] allowed current states, space separated   ARGV[2] target state   ARGV[3] now (ms)
 -- ARGV[4] retention (s): the record's TTL once final; live records never expire
 -- ARGV[5] expected run token ("" = any)
@@ -22,12 +23,19 @@
 -- ARGV[13] "1": the job has output files, which expire with the record (KEYS[10], scored by when)
 -- ARGV[14] the state event's data (appended to KEYS[11])   ARGV[15] the event stream's length
 -- ARGV[16] the channel a final state is announced on (the job id)
--- ARGV[17..] field/value pairs; an empty value deletes
+-- ARGV[17] "" or, with a start, the lease (ms): arq's long claim (KEYS[13]) is shortened to it and
+--          the job's queue entry made due when it runs out (ARGV[18], the score), as the
+--          worker's lease renewals then keep doing
+-- ARGV[19..] field/value pairs; an empty value deletes
 -- Returns {status, current state, field, value, ...}; status is ok, missing, illegal or stale
 local states = {'queued', 'running', 'retrying', 'succeeded', 'failed', 'canceled'}
 local final = {succeeded = true, failed = true, canceled = true}
 local job = KEYS[1]
-local current = redis.call('HGET', job, 'state')
+-- Everything this call reads, in one command (each redis.call costs Redis time of its own).
+local f = redis.call('HMGET', job, 'state', 'op', 'run', 'id', 'resume', 'prediction_id',
+  'run_started_at', 'attempts', 'recoveries', 'started_at', 'errors', 'callback_url',
+  'create_unconfirmed_at')
+local current = f[1]
 if not current then
   return {'missing', ''}
 end
@@ -37,7 +45,7 @@ local function reply(status)
   end
   return {status, current}
 end
-if redis.call('HGET', job, 'op') == ARGV[11] then
+if f[2] == ARGV[11] then
   return reply('ok')
 end
 local allowed = false
@@ -47,45 +55,69 @@ end
 if not allowed then
   return reply('illegal')
 end
-if ARGV[5] ~= '' and redis.call('HGET', job, 'run') ~= ARGV[5] then
+if ARGV[5] ~= '' and f[3] ~= ARGV[5] then
   return reply('stale')
 end
 
 local target = ARGV[2]
 local now = tonumber(ARGV[3])
+-- The record's changes, written at the end with one HSET and one HDEL (false: delete); a later
+-- change of a field wins, as the separate writes did.
+local changes = {}
+local order = {}
+local function change(field, value)
+  if changes[field] == nil then order[#order + 1] = field end
+  changes[field] = value
+end
 if ARGV[6] ~= '' then
   if current == 'running' then
-    redis.call('HINCRBY', job, 'recoveries', 1)
+    change('recoveries', (tonumber(f[9]) or 0) + 1)
     -- The dead worker may have created a prediction without recording it: look before creating.
-    local since = redis.call('HGET', job, 'run_started_at')
-    if since and redis.call('HEXISTS', job, 'prediction_id') == 0 then
-      redis.call('HSETNX', job, 'create_unconfirmed_at', since)
+    if f[7] and not f[6] and not f[13] then
+      change('create_unconfirmed_at', f[7])
     end
-  elseif redis.call('HDEL', job, 'resume') == 0 then
-    redis.call('HINCRBY', job, 'attempts', 1)
+  elseif f[5] then
+    change('resume', false)
+  else
+    change('attempts', (tonumber(f[8]) or 0) + 1)
   end
-  redis.call('HSET', job, 'run', ARGV[6], 'run_started_at', ARGV[7])
-  redis.call('HSETNX', job, 'started_at', ARGV[7])
+  change('run', ARGV[6])
+  change('run_started_at', ARGV[7])
+  if not f[10] then change('started_at', ARGV[7]) end
 end
 if ARGV[8] ~= '' then
-  local errors = redis.call('HGET', job, 'errors')
+  local errors = f[11]
   if not errors or errors == '[]' then
     errors = '[' .. ARGV[8] .. ']'
   else
     errors = string.sub(errors, 1, -2) .. ',' .. ARGV[8] .. ']'
   end
-  redis.call('HSET', job, 'errors', errors, 'error', ARGV[8])
+  change('errors', errors)
+  change('error', ARGV[8])
 end
-for i = 17, #ARGV, 2 do
-  if ARGV[i + 1] == '' then
-    redis.call('HDEL', job, ARGV[i])
+for i = 19, #ARGV, 2 do
+  change(ARGV[i], ARGV[i + 1] ~= '' and ARGV[i + 1])
+end
+change('state', target)
+change('op', ARGV[11])
+if final[target] and f[12] then
+  change('callback', '{"status":"pending"}')
+end
+local sets, dels = {}, {}
+for _, field in ipairs(order) do
+  if changes[field] then
+    sets[#sets + 1] = field
+    sets[#sets + 1] = changes[field]
   else
-    redis.call('HSET', job, ARGV[i], ARGV[i + 1])
+    dels[#dels + 1] = field
   end
 end
-redis.call('HSET', job, 'state', target, 'op', ARGV[11])
+redis.call('HSET', job, unpack(sets))
+if #dels > 0 then
+  redis.call('HDEL', job, unpack(dels))
+end
 
-local id = redis.call('HGET', job, 'id')
+local id = f[4]
 for i, state in ipairs(states) do
   if state == current and current ~= target then
     redis.call('ZREM', KEYS[i + 1], id)
@@ -96,6 +128,10 @@ for i, state in ipairs(states) do
       redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', now - tonumber(ARGV[4]) * 1000)
     end
   end
+end
+if ARGV[6] ~= '' and ARGV[17] ~= '' then
+  redis.call('PEXPIRE', KEYS[13], ARGV[17])
+  redis.call('ZADD', KEYS[8], 'XX', ARGV[18], id)
 end
 if ARGV[10] ~= '' then
   redis.call('ZADD', KEYS[8], ARGV[10], id)
@@ -109,11 +145,10 @@ if final[target] then
     redis.call('ZADD', KEYS[10], now + tonumber(ARGV[4]) * 1000, id)
   end
   redis.call('PUBLISH', ARGV[16], id)
-  if redis.call('HEXISTS', job, 'callback_url') == 1 then
+  if f[12] then
     redis.call('ZADD', KEYS[12], now, id)
-    redis.call('HSET', job, 'callback', '{"status":"pending"}')
   end
-else
+elseif final[current] then  -- (not a move this script allows; live records never expire)
   redis.call('PERSIST', job)
 end
 return reply('ok')

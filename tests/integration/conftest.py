@@ -32,6 +32,9 @@ FAST_WORKER_ENV = {
     "PREDQ_BACKOFF_MAX_S": "1",
     "PREDQ_POLL_INTERVAL_S": "0.05",
     "PREDQ_QUEUE_POLL_S": "0.05",
+    # An idle worker polls again this soon (a retry's short backoff is not waited out for 2 s);
+    # tests/integration/test_end_to_end.py has the test of the wake itself.
+    "PREDQ_IDLE_POLL_S": "0.1",
     "PREDQ_CREATE_TIMEOUT_S": "2",
     "PREDQ_LOG_FORMAT": "json",
     "PREDQ_LOG_LEVEL": "DEBUG",

@@ -6,7 +6,9 @@ import asyncio
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
+from devkit.wait import eventually
 from producer.client import Producer
 from producer.models import ErrorKind, JobState
 from sandbox.models import version_id
@@ -228,3 +230,21 @@ async def test_a_held_create_answered_processing_is_polled_to_its_end(
     assert record.state is JobState.SUCCEEDED
     assert record.output == {"seconds": 2.5, "tag": "full"}
     assert sandbox.stats()["polls"] >= 1
+
+
+async def test_an_idle_worker_is_woken_by_an_enqueue(
+    producer: Producer, workers: Workers, redis_url: str
+) -> None:
+    # Idle, the worker polls only every 60 s: the job starts at once only if the enqueue wakes it.
+    client = aioredis.Redis.from_url(redis_url)
+    await client.config_resetstat()
+    workers.start(PREDQ_IDLE_POLL_S="60")
+
+    async def polled() -> bool:  # arq's first poll came back empty: the worker is idle now
+        return "cmdstat_zrangebyscore" in await client.info("commandstats")
+
+    await eventually(polled, timeout_s=10, what="the worker's first poll")
+    job = await producer.enqueue("sandbox/echo", {"n": 1})
+    record = await producer.wait(job.id, timeout_s=15)
+    assert record.state is JobState.SUCCEEDED
+    await client.aclose()

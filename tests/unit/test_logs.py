@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from worker.logs import Redactor, configure_logging
+from worker.logs import Redactor, configure_logging, quiet_per_job_lines
 
 TOKEN = "r8_Zk3mN8qP2vX9wL4tR7yB1cD5fG6hJ0"
 PASSWORD = "hunter2-redis-pw"
@@ -72,3 +72,19 @@ def test_unconfigured_url_passwords_and_bearer_tokens_are_masked_too() -> None:
         "headers={'authorization': 'Bearer ***'}"
     )
     assert redact.text("plain text") == "plain text"
+
+
+def test_the_libraries_per_job_lines_are_dropped_above_debug(captured: io.StringIO) -> None:
+    arq_worker, httpx_logger = logging.getLogger("arq.worker"), logging.getLogger("httpx")
+    filters, httpx_level = arq_worker.filters[:], httpx_logger.level
+    try:
+        quiet_per_job_lines("INFO")
+        arq_worker.info("%6.2fs → %s(%s)%s", 0.01, "job-1:run_prediction", "", "")
+        arq_worker.info("%6.2fs ← %s ● %s", 0.2, "job-1:run_prediction", "")
+        arq_worker.info("Starting worker for %d functions: %s", 1, "run_prediction")
+        httpx_logger.info('HTTP Request: %s %s "%s %d %s"', "POST", "u", "HTTP/1.1", 201, "")
+        events = [line["event"] for line in lines(captured)]
+        assert events == ["Starting worker for 1 functions: run_prediction"]
+    finally:
+        arq_worker.filters[:] = filters
+        httpx_logger.setLevel(httpx_level)

@@ -219,3 +219,22 @@ async def test_a_replayed_transition_is_applied_once(
 async def ids_in(redis: fakeredis.FakeAsyncRedis, state: JobState) -> list[str]:
     """The state index, newest first."""
     return [i.decode() for i in await redis.zrevrange(keys.state_index(state), 0, -1)]
+
+
+async def test_a_start_with_a_lease_shortens_arqs_claim_in_the_same_call(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis
+) -> None:
+    record, _ = await store.create(request())
+    queue = Config.from_env({}).queue_name
+    claim_key = arq_wire.in_progress_key(record.id)
+    await fake_redis.set(claim_key, 1, px=int(arq_wire.claim_ttl_s() * 1000))  # arq's claim
+    before_ms = clock.now_ms()
+    claim, _ = await store.start(record.id, lease_ms=15_000)
+    assert claim.ok
+    assert 0 < await fake_redis.pttl(claim_key) <= 15_000
+    due = await fake_redis.zscore(queue, record.id)
+    assert due is not None and before_ms + 15_000 <= due <= clock.now_ms() + 15_000
+    unleased, _ = await store.create(request(idempotency_key="other"))
+    await fake_redis.set(arq_wire.in_progress_key(unleased.id), 1, px=87_010_000)
+    await store.start(unleased.id)  # without a lease: arq's claim is left alone
+    assert await fake_redis.pttl(arq_wire.in_progress_key(unleased.id)) > 15_000
