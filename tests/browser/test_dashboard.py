@@ -49,22 +49,32 @@ def test_a_wrong_key_is_refused_and_the_page_says_so(page: Page, api: ApiProcess
 def test_a_job_goes_from_queued_to_succeeded_before_your_eyes(
     page: Page, api: ApiProcess, workers: Workers, sandbox: Sandbox
 ) -> None:
-    sandbox.faults(latency_s=1.5)
+    sandbox.faults(latency_s=3)
     sign_in(page, api)
     [cookie] = page.context.cookies()
     assert (cookie["httpOnly"], cookie["sameSite"]) == (True, "Strict")
     assert API_FULL_KEY not in cookie["value"]
-    job_id = enqueue(api, "sandbox/llm", {"prompt": "a lighthouse", "max_tokens": 12}, stream=True)
+    job_id = enqueue(api, "sandbox/llm", {"prompt": "a lighthouse", "max_tokens": 30}, stream=True)
     expect(page.locator('[data-count="queued"] .value')).to_have_text("1")
     page.goto(f"{api.url}/#/job/{job_id}")
     expect(state_badge(page)).to_have_text("queued")
     workers.start()
     expect(state_badge(page)).to_have_text("running")
     expect(page.locator("#live .progress")).to_be_visible()
+    # The streamed tokens show while the job still runs (a moment the page itself reports).
+    partial = page.wait_for_function(
+        """() => {
+            const text = document.querySelector('#output-text');
+            const state = document.querySelector('.job-head .badge');
+            const words = text ? text.textContent.trim().split(/\\s+/) : [];
+            return state.textContent === 'running' && words.length >= 3 ? text.textContent : null;
+        }"""
+    ).json_value()
     shoot(page, "job-running")
     expect(state_badge(page)).to_have_text("succeeded", timeout=30_000)
     text = page.locator("#output-text").inner_text()
-    assert len(text.split()) >= 10  # the model's tokens, as text
+    assert len(text.split()) == 30  # the model's tokens, as text
+    assert text.startswith(partial.strip())
     expect(page.locator("#timeline li")).to_have_count(3)  # enqueued, attempt started, succeeded
     shoot(page, "job-succeeded")
     page.goto(f"{api.url}/#/")
