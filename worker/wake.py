@@ -15,13 +15,9 @@ import asyncio
 import contextlib
 
 import redis.asyncio as aioredis
-import redis.exceptions
-import structlog
 
 from producer import keys
-
-log = structlog.get_logger(__name__)
-_RECONNECT_MAX_S = 5.0
+from worker.subscription import keep_subscribed
 
 
 class Wake:
@@ -34,21 +30,15 @@ class Wake:
         self._event = asyncio.Event()
 
     async def listen(self) -> None:
-        """Note every wake until cancelled; reconnects on errors (waiting meanwhile times out)."""
-        delay_s = 0.1
-        while True:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
-                    delay_s = 0.1
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            self._event.set()
-            except (redis.exceptions.RedisError, OSError) as exc:
-                log.warning("wake.listen_failed", error=type(exc).__name__)
-                self._event.set()  # a wake may have been missed: poll once
-                await asyncio.sleep(delay_s)
-                delay_s = min(_RECONNECT_MAX_S, delay_s * 2)
+        """Note every wake until cancelled; reconnects on errors (a wake may have been missed
+        meanwhile: the next wait ends at once)."""
+        await keep_subscribed(
+            self._redis,
+            self._channel,
+            lambda _: self._event.set(),
+            on_lost=self._event.set,
+            name="wake",
+        )
 
     def nudge(self) -> None:
         """End the current wait (a shutdown began)."""

@@ -14,13 +14,12 @@ import json
 from typing import Any
 
 import redis.asyncio as aioredis
-import redis.exceptions
 import structlog
 
 from producer import keys
+from worker.subscription import keep_subscribed
 
 log = structlog.get_logger(__name__)
-_RECONNECT_MAX_S = 5.0
 
 
 class WebhookWaiters:
@@ -32,21 +31,13 @@ class WebhookWaiters:
 
     async def listen(self) -> None:
         """Dispatch the receiver's messages to waiters until cancelled; reconnects on errors."""
-        delay_s = 0.1
-        while True:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(keys.WEBHOOK_CHANNEL)
-                    delay_s = 0.1
-                    async for message in pubsub.listen():
-                        if message.get("type") == "message":
-                            self._wake(message["data"])
-            except (redis.exceptions.RedisError, OSError) as exc:
-                log.warning("webhooks.listen_failed", error=type(exc).__name__)
-                await asyncio.sleep(delay_s)
-                delay_s = min(_RECONNECT_MAX_S, delay_s * 2)
-                for event in self._events.values():  # messages may have been missed
-                    event.set()
+        await keep_subscribed(
+            self._redis, keys.WEBHOOK_CHANNEL, self._wake, on_lost=self._wake_all, name="webhooks"
+        )
+
+    def _wake_all(self) -> None:
+        for event in self._events.values():  # messages may have been missed
+            event.set()
 
     def _wake(self, data: bytes | str) -> None:
         prediction_id = data.decode() if isinstance(data, bytes) else data
