@@ -1,5 +1,5 @@
-"""Two fixes to arq 0.28's worker loop so that a worker rides out a Redis restart, and one change
-so that an idle worker stops polling Redis.
+"""Changes to arq 0.28's worker loop: it rides out a Redis restart, claims a poll's jobs in one
+round trip, and stops polling Redis when idle.
 
 arq is in maintenance-only mode and pinned (0.28.x), so these are applied here, once, when
 ``worker.main`` is imported (``arq worker.main.Settings`` imports it before building the Worker):
@@ -8,9 +8,11 @@ arq is in maintenance-only mode and pinned (0.28.x), so these are applied here, 
    (python-arq/arq#435, #498). redis-py's own retries cover most of an outage, but not all: a
    connection error while WATCHing is raised as ``WatchError`` and never retried. The wrapper logs
    the error, backs off (0.1 s doubling to 2 s) and lets the loop go on.
-2. ``Worker.start_jobs`` takes a slot (``job_counter`` + semaphore) for the job it is claiming and
-   does not give it back when the claim fails with an exception. After a few outages a worker would
-   have no slots left. The wrapper gives back the one slot an escaping exception leaves taken.
+2. ``Worker.start_jobs`` claims each job with a WATCH/MULTI transaction of its own (four round
+   trips a job). The replacement claims as many of the poll's jobs as there are free slots in one
+   Lua call (worker/claim.py: the same keys, checks and TTL) and starts arq's ``run_job`` for each,
+   taking a slot (``job_counter`` + semaphore) only for a job it claimed. (arq's own took the slot
+   first and kept it when the claim raised: after a few outages a worker had no slots left.)
 3. ``Worker._poll_iteration`` polls every ``poll_delay`` even when nothing is queued. When the last
    poll found no job although the worker had free slots, the wrapper first waits for a wake
    (worker/wake.py: a job was queued) or ``PREDQ_IDLE_POLL_S``. Not in burst mode, and a SIGTERM
@@ -27,6 +29,8 @@ import redis.exceptions
 import structlog
 from arq.worker import Worker
 
+from producer import clock
+from worker.claim import Claims
 from worker.wake import Wake
 
 log = structlog.get_logger(__name__)
@@ -46,7 +50,7 @@ def apply() -> None:
     if getattr(Worker, "_predq_patched", False):
         return
     Worker._poll_iteration = _surviving_redis(_waiting_when_idle(Worker._poll_iteration))  # type: ignore[method-assign,assignment]
-    Worker.start_jobs = _returning_slots(_noting_found(Worker.start_jobs))  # type: ignore[method-assign,assignment]
+    Worker.start_jobs = _noting_found(_claiming_in_batches)  # type: ignore[method-assign,assignment]
     Worker.handle_sig_wait_for_completion = _waking(Worker.handle_sig_wait_for_completion)  # type: ignore[method-assign,assignment]
     Worker._predq_patched = True  # type: ignore[attr-defined]
 
@@ -76,19 +80,25 @@ def _surviving_redis(
     return poll_iteration
 
 
-def _returning_slots(
-    start_jobs: Callable[[Worker, list[bytes]], Awaitable[None]],
-) -> Callable[[Worker, list[bytes]], Awaitable[None]]:
-    async def start(self: Worker, job_ids: list[bytes]) -> None:
-        try:
-            await start_jobs(self, job_ids)
-        except REDIS_ERRORS:
-            # Raised inside the claim of one job, after arq took its slot: give that slot back.
-            self.job_counter -= 1
-            self.sem.release()
-            raise
-
-    return start
+async def _claiming_in_batches(self: Worker, job_ids: list[bytes]) -> None:
+    """arq's ``start_jobs``: claim the due jobs among ``job_ids`` (read from the queue in score
+    order) that fit in the free slots, in one round trip, and run each as arq does."""
+    claims: Claims | None = getattr(self, "_predq_claims", None)
+    if claims is None:
+        claims = self._predq_claims = Claims(self.pool, self.queue_name)  # type: ignore[attr-defined]
+    claimed = await claims.claim_due(
+        [job_id.decode() for job_id in job_ids],
+        limit=self.max_jobs - self.job_counter,
+        now_ms=clock.now_ms(),
+        ttl_ms=int(self.in_progress_timeout_s * 1000),
+    )
+    for job_id, score in claimed:
+        # The semaphore holds max_jobs + 1 and each running job one: never waits here.
+        await self.sem.acquire()
+        self.job_counter += 1
+        task = self.loop.create_task(self.run_job(job_id, score))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
 
 
 def _waiting_when_idle(

@@ -1,8 +1,8 @@
-"""The two wrappers in worker/arq_patches.py, on stand-ins for arq's Worker."""
+"""The poll-loop wrappers in worker/arq_patches.py, on stand-ins for arq's Worker (the batch
+claim is in test_claim.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,21 +11,6 @@ import redis.exceptions
 from arq.worker import Worker
 
 from worker import arq_patches
-
-
-async def test_a_failed_claim_gives_its_slot_back() -> None:
-    worker: Any = SimpleNamespace(job_counter=0, sem=asyncio.BoundedSemaphore(2))
-
-    async def start_jobs(self: Any, job_ids: list[bytes]) -> None:
-        await self.sem.acquire()  # what arq does before claiming a job...
-        self.job_counter += 1
-        raise redis.exceptions.WatchError("A ConnectionError occurred on while watching")
-
-    with pytest.raises(redis.exceptions.WatchError):
-        await arq_patches._returning_slots(start_jobs)(worker, [b"job"])
-    assert worker.job_counter == 0
-    for _ in range(2):  # both slots can be taken again
-        await asyncio.wait_for(worker.sem.acquire(), timeout=1)
 
 
 async def test_the_poll_loop_outlives_redis_errors(monkeypatch: pytest.MonkeyPatch) -> None:
