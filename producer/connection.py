@@ -12,12 +12,17 @@ import errno
 import socket
 from collections.abc import Awaitable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+
+try:
+    import hiredis
+except ImportError:  # redis[hiredis] is a dependency; a stripped install still works
+    hiredis = None  # type: ignore[assignment]
 
 from producer.config import Config
 from producer.errors import RedisUnavailable
@@ -40,6 +45,34 @@ def connect_redis(config: Config) -> aioredis.Redis:
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
         retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
     )
+    return packing_in_c(client)
+
+
+class _PackingInC:
+    """A redis-py asyncio connection that packs commands with hiredis, as redis-py's sync
+    connections do: its own Python packer spends ~30 µs on a Lua call with 40 arguments (a
+    transition), hiredis ~4 µs, for the same bytes (tests/unit/test_connection_packing.py)."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if isinstance(args[0], str):  # "CONFIG GET" and the like: the words go separately
+            args = (*args[0].encode().split(), *args[1:])
+        elif b" " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:  # None, a bool, a dict: what redis-py's encoder refuses too
+            raise redis.exceptions.DataError(str(exc)) from exc
+
+
+def packing_in_c(client: aioredis.Redis) -> aioredis.Redis:
+    """``client``, whose connections made from now on pack commands with hiredis (unchanged
+    without hiredis). Whatever their class: TCP, TLS or a Unix socket."""
+    if hiredis is None:
+        return client
+    pool = client.connection_pool
+    if not issubclass(pool.connection_class, _PackingInC):
+        base = pool.connection_class
+        pool.connection_class = type(f"PackingInC{base.__name__}", (_PackingInC, base), {})
     return client
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from replicate.exceptions import ReplicateError
 
+from producer.connection import packing_in_c
 from producer.store import JobStore
 from worker.callbacks import Deliveries
 from worker.config import WorkerConfig
@@ -38,7 +39,7 @@ EXIT_CONFIG = 6
 
 async def start(ctx: WorkerContext, config: WorkerConfig) -> None:
     """Fill ``ctx`` (arq's, with its ``redis``) and start the background tasks."""
-    redis: Any = ctx["redis"]
+    redis: Any = packing_in_c(ctx["redis"])
     transport = ctx.get("http_transport")
     metrics = Metrics()
     if config.metrics_port is not None:
