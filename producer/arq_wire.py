@@ -17,6 +17,10 @@ put at ``FRONT_SCORE``, ahead of everything queued (it has waited longest).
 
 The claim: arq marks a job taken with ``arq:in-progress:{id}`` for its largest function timeout
 plus 10 s (``claim_ttl_s``); predq's worker shortens that to a lease right away (worker/lease.py).
+
+The end: when a job's run ends, arq deletes its payload, claim and try counter (``retry_key``) and
+its queue entry. When the run's own attempt makes the job final, predq's transition does that in
+the same Lua call, and the worker skips arq's own finish for it (worker/arq_patches.py).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ FUNCTION = "run_prediction"
 #: arq's fixed key prefixes (arq/constants.py).
 JOB_PREFIX = "arq:job:"
 IN_PROGRESS_PREFIX = "arq:in-progress:"
+RETRY_PREFIX = "arq:retry:"
 #: The function timeout predq registers with arq: the longest per-job deadline plus room to
 #: record the outcome, so that arq's own timeout never preempts predq's.
 JOB_TIMEOUT_S = int(ATTEMPT_TIMEOUT_LIMIT_S) + 600
@@ -50,6 +55,11 @@ def job_key(job_id: str) -> str:
 def in_progress_key(job_id: str) -> str:
     """arq's claim on a running job."""
     return f"{IN_PROGRESS_PREFIX}{job_id}"
+
+
+def retry_key(job_id: str) -> str:
+    """arq's count of a job's runs (arq deletes it when the job ends)."""
+    return f"{RETRY_PREFIX}{job_id}"
 
 
 def due_score(due_ms: int) -> int:

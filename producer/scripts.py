@@ -103,6 +103,7 @@ class Scripts:
             keys.events(job_id),
             keys.CALLBACKS,
             arq_wire.in_progress_key(job_id),
+            arq_wire.retry_key(job_id),
         ]
         args: list[Any] = [
             " ".join(allowed),

@@ -13,7 +13,12 @@ arq is in maintenance-only mode and pinned (0.28.x), so these are applied here, 
    Lua call (worker/claim.py: the same keys, checks and TTL) and starts arq's ``run_job`` for each,
    taking a slot (``job_counter`` + semaphore) only for a job it claimed. (arq's own took the slot
    first and kept it when the claim raised: after a few outages a worker had no slots left.)
-3. ``Worker._poll_iteration`` polls every ``poll_delay`` even when nothing is queued. When the last
+3. ``Worker.finish_job`` deletes a finished job's arq entries in a transaction of its own (one
+   more round trip a job). The transition by which a job's attempt made it final has already
+   deleted them (producer/arq_wire.py, "The end"), so for those jobs (``finished_by_record`` in
+   the worker's ctx) the wrapper skips it; every other end (a skipped delivery, a hand-back, a
+   crash) is finished by arq as before.
+4. ``Worker._poll_iteration`` polls every ``poll_delay`` even when nothing is queued. When the last
    poll found no job although the worker had free slots, the wrapper first waits for a wake
    (worker/wake.py: a job was queued) or ``PREDQ_IDLE_POLL_S``. Not in burst mode, and a SIGTERM
    ends the wait (arq's graceful shutdown waits for its task list, which only a poll tidies).
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from signal import Signals
+from typing import Any
 
 import redis.exceptions
 import structlog
@@ -51,6 +57,7 @@ def apply() -> None:
         return
     Worker._poll_iteration = _surviving_redis(_waiting_when_idle(Worker._poll_iteration))  # type: ignore[method-assign,assignment]
     Worker.start_jobs = _noting_found(_claiming_in_batches)  # type: ignore[method-assign,assignment]
+    Worker.finish_job = _skipped_when_finished_by_record(Worker.finish_job)  # type: ignore[method-assign,assignment]
     Worker.handle_sig_wait_for_completion = _waking(Worker.handle_sig_wait_for_completion)  # type: ignore[method-assign,assignment]
     Worker._predq_patched = True  # type: ignore[attr-defined]
 
@@ -99,6 +106,19 @@ async def _claiming_in_batches(self: Worker, job_ids: list[bytes]) -> None:
         task = self.loop.create_task(self.run_job(job_id, score))
         task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
         self.tasks[job_id] = task
+
+
+def _skipped_when_finished_by_record(
+    finish_job: Callable[..., Awaitable[None]],
+) -> Callable[..., Awaitable[None]]:
+    async def finish(self: Worker, job_id: str, finish: bool, *args: Any, **kwargs: Any) -> None:
+        finished: set[str] | None = self.ctx.get("finished_by_record") if self.ctx else None
+        if finish and finished is not None and job_id in finished:
+            finished.discard(job_id)
+            return
+        await finish_job(self, job_id, finish, *args, **kwargs)
+
+    return finish
 
 
 def _waiting_when_idle(

@@ -35,6 +35,8 @@ from worker.stream_relay import StreamRelay
 log = structlog.get_logger(__name__)
 #: Kinds of failure after which the prediction itself is over (no need to cancel it).
 _PREDICTION_OVER = frozenset({ErrorKind.MODEL, ErrorKind.CANCELED, ErrorKind.STORAGE})
+#: The events of this attempt's moves to a final state.
+_FINAL_EVENTS = frozenset({"job.succeeded", "job.failed", "job.canceled"})
 
 
 class HandBack(Exception):
@@ -56,6 +58,7 @@ class Attempt:
         self.predictions = ctx["predictions"]
         self.copier = ctx["outputs"]
         self.metrics = ctx["metrics"]
+        self._finished_by_record = ctx["finished_by_record"]
         self._last_error: ErrorKind | None = None
         self.reporter = ProgressReporter(self.store, record.id, run)
         self.watch = PredictionWatch(
@@ -364,6 +367,8 @@ class Attempt:
         (``stale``) hands the arq run back, so arq does not end a job it no longer runs here."""
         self.log = self.log.bind(prediction_id=self.watch.prediction_id)
         if transition.ok:
+            if event in _FINAL_EVENTS:  # arq's entries went with the transition (arq_wire.py)
+                self._finished_by_record.add(self.record.id)
             level = "error" if event == "job.failed" else "info"
             getattr(self.log, level)(event, **fields)
             self._count(event)

@@ -37,5 +37,8 @@ class WorkerContext(TypedDict):
     #: An HTTP transport for Replicate and file downloads (tests: the sandbox, in-process).
     http_transport: httpx.AsyncBaseTransport | None
     background: list[asyncio.Task[None]]
+    #: Jobs whose attempt made them final here: that transition removed arq's entries for them,
+    #: so arq's own finish is skipped (worker/arq_patches.py takes each id out again).
+    finished_by_record: set[str]
     job_id: str
     job_try: int

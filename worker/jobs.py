@@ -44,6 +44,7 @@ async def run_prediction(ctx: WorkerContext, job_id: str) -> None:
     as an ``internal`` failure.
     """
     ctx["metrics"].job_began()
+    ctx["finished_by_record"].discard(job_id)  # (left over if an earlier run was cut short)
     try:
         await _attempt(ctx, job_id)
     except HandBack as exc:

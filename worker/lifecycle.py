@@ -47,6 +47,7 @@ async def start(ctx: WorkerContext, config: WorkerConfig) -> None:
     ctx["metrics"] = metrics
     ctx["worker_id"] = new_worker_id()
     ctx["config"] = config
+    ctx["finished_by_record"] = set()
     ctx["store"] = JobStore(redis, config)
     budgets = config.budgets()
     limiter = RateLimiter(redis, budgets) if budgets else None

@@ -6,10 +6,12 @@
 -- KEYS[1] predq:job:{id}   KEYS[2..7] predq:state:{state} in JobState order   KEYS[8] the arq queue
 -- KEYS[9] arq:job:{id}     KEYS[10] predq:outputs:expiry (the jobs whose output files expire)
 -- KEYS[11] predq:events:{id}   KEYS[12] predq:callbacks (the outbox of completion callbacks)
--- KEYS[13] arq:in-progress:{id} (arq's claim of the job)
+-- KEYS[13] arq:in-progress:{id} (arq's claim of the job)   KEYS[14] arq:retry:{id} (arq's try count)
 -- ARGV[1] allowed current states, space separated   ARGV[2] target state   ARGV[3] now (ms)
 -- ARGV[4] retention (s): the record's TTL once final; live records never expire
--- ARGV[5] expected run token ("" = any)
+-- ARGV[5] expected run token ("" = any); a move to a final state with one is the running attempt's
+--         own end: arq's entries for the job (queue entry, payload, claim, try count) go with it,
+--         and that worker skips arq's own finish (worker/arq_patches.py)
 -- ARGV[6] start: "" or the new run token; then attempts is incremented, except when the job was
 --         already running (a recovery: recoveries is incremented) or was handed over by a worker
 --         shutting down (field "resume": the same attempt goes on); started_at is set once
@@ -145,6 +147,10 @@ if final[target] then
     redis.call('ZADD', KEYS[10], now + tonumber(ARGV[4]) * 1000, id)
   end
   redis.call('PUBLISH', ARGV[16], id)
+  if ARGV[5] ~= '' then
+    redis.call('ZREM', KEYS[8], id)
+    redis.call('DEL', KEYS[9], KEYS[13], KEYS[14])
+  end
   if f[12] then
     redis.call('ZADD', KEYS[12], now, id)
   end

@@ -55,3 +55,19 @@ def test_applied_once_by_the_worker_settings() -> None:
     before = Worker._poll_iteration
     arq_patches.apply()
     assert Worker._poll_iteration is before
+
+
+async def test_arqs_finish_is_skipped_only_for_jobs_their_transition_finished() -> None:
+    calls: list[tuple[str, bool]] = []
+
+    async def finish_job(self: Any, job_id: str, finish: bool, *rest: Any) -> None:
+        calls.append((job_id, finish))
+
+    finish = arq_patches._skipped_when_finished_by_record(finish_job)
+    worker: Any = SimpleNamespace(ctx={"finished_by_record": {"done"}})
+    await finish(worker, "done", True, None, 0, False, None, None)
+    assert calls == [] and worker.ctx["finished_by_record"] == set()
+    await finish(worker, "done", True, None, 0, False, None, None)  # once only
+    await finish(worker, "other", True, None, 0, False, None, None)
+    await finish(worker, "retried", False, None, 0, False, 5, None)
+    assert calls == [("done", True), ("other", True), ("retried", False)]

@@ -238,3 +238,53 @@ async def test_a_start_with_a_lease_shortens_arqs_claim_in_the_same_call(
     await fake_redis.set(arq_wire.in_progress_key(unleased.id), 1, px=87_010_000)
     await store.start(unleased.id)  # without a lease: arq's claim is left alone
     assert await fake_redis.pttl(arq_wire.in_progress_key(unleased.id)) > 15_000
+
+
+async def _arq_entries(redis: fakeredis.FakeAsyncRedis, queue: str, job_id: str) -> list[str]:
+    """Which of arq's entries for the job exist."""
+    found = []
+    if await redis.zscore(queue, job_id) is not None:
+        found.append("queue entry")
+    for name, key in (("payload", arq_wire.job_key(job_id)), ("claim", arq_wire.in_progress_key(job_id)),
+                      ("try count", arq_wire.retry_key(job_id))):  # fmt: skip
+        if await redis.exists(key):
+            found.append(name)
+    return found
+
+
+@pytest.mark.parametrize("end", ["succeed", "fail", "cancel"])
+async def test_an_attempts_own_final_move_ends_arqs_entries_with_it(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis, config: Config, end: str
+) -> None:
+    record, _ = await store.create(request())
+    _, run = await store.start(record.id)
+    await fake_redis.set(arq_wire.in_progress_key(record.id), 1)  # arq's claim and try count
+    await fake_redis.set(arq_wire.retry_key(record.id), 1)
+    everything = ["queue entry", "payload", "claim", "try count"]
+    assert await _arq_entries(fake_redis, config.queue_name, record.id) == everything
+    if end == "succeed":
+        moved = await store.succeed(record.id, run, "{}", prediction_id="p1")
+    elif end == "fail":
+        moved = await store.fail(record.id, run, error(ErrorKind.MODEL, None))
+    else:
+        moved = await store.cancel(record.id, run=run, error=error(ErrorKind.CANCELED, None))
+    assert moved.ok
+    assert await _arq_entries(fake_redis, config.queue_name, record.id) == []
+    assert (await store.requeue(record.id)).status in ("ok", "illegal")  # never "busy"
+
+
+async def test_a_producers_cancel_leaves_arqs_entries_for_the_worker(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis, config: Config
+) -> None:
+    """A canceled job is still delivered once: the worker that takes it cancels its prediction."""
+    record, _ = await store.create(request())
+    _, run = await store.start(record.id)
+    await fake_redis.set(arq_wire.in_progress_key(record.id), 1)
+    assert (await store.cancel(record.id)).ok
+    assert await _arq_entries(fake_redis, config.queue_name, record.id) == [
+        "queue entry", "payload", "claim"
+    ]  # fmt: skip
+    assert not (
+        await store.succeed(record.id, run, "{}", prediction_id="p1")
+    ).ok  # and a stale end removes nothing
+    assert len(await _arq_entries(fake_redis, config.queue_name, record.id)) == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from devkit.wait import eventually
 from producer.models import ErrorKind, JobState
 from tests.unit.conftest import InProcessWorkers
 
@@ -77,3 +78,34 @@ async def test_a_canceled_job_never_runs(workers: InProcessWorkers) -> None:
     assert record.state is JobState.CANCELED
     assert record.attempts == 0
     assert workers.stats()["created"] == 0
+
+
+async def test_no_arq_entry_outlives_a_job_however_it_ends(workers: InProcessWorkers) -> None:
+    """Jobs made final by their attempt take arq's entries with that transition (arq's finish is
+    skipped for them); the others (here: canceled while queued) are finished by arq as before."""
+    canceled = await workers.producer.enqueue("sandbox/echo", {"never": True})
+    await workers.producer.cancel(canceled.id)
+    jobs = [
+        await workers.producer.enqueue(model, data)
+        for model, data in [("sandbox/echo", {}), ("sandbox/fail", {"message": "no"})]
+    ]
+
+    async def arq_entries_left() -> bool:
+        keys = [key async for key in workers.redis.scan_iter("arq:*")]
+        return not keys and await workers.redis.zcard(workers.config.queue_name) == 0
+
+    async with workers.running():
+        for job, state in zip(jobs, [JobState.SUCCEEDED, JobState.FAILED], strict=True):
+            await workers.record_when(job.id, lambda r, s=state: r.state is s)
+        await eventually(arq_entries_left, timeout_s=2, what="arq's entries to go")
+
+
+async def test_a_failed_job_can_be_redriven_the_moment_it_fails(workers: InProcessWorkers) -> None:
+    [failed] = await workers.run(("sandbox/fail", {"message": "once"}))
+    assert failed.state is JobState.FAILED
+    redriven = await workers.producer.retry(failed.id)  # arq's entries went with the failure
+    assert redriven.state is JobState.QUEUED
+    await workers.run()
+    record = await workers.producer.get(failed.id)
+    assert record is not None and record.state is JobState.FAILED and record.redrives == 1
+    assert record.attempts == 2  # it ran again: its new queue entry was not finished away
