@@ -70,6 +70,11 @@ class JobStore:
         self._config = config
         self._scripts = Scripts(redis, config.queue_name)
 
+    async def load_scripts(self) -> None:
+        """Put the store's Lua scripts in Redis's cache ahead of the first calls."""
+        with redis_errors(self._config):
+            await self._scripts.load()
+
     # -- producer side -------------------------------------------------------------------------
 
     async def create(self, request: JobRequest) -> tuple[JobRecord, bool]:

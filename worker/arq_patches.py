@@ -93,8 +93,10 @@ async def _claiming_in_batches(self: Worker, job_ids: list[bytes]) -> None:
     claims: Claims | None = getattr(self, "_predq_claims", None)
     if claims is None:
         claims = self._predq_claims = Claims(self.pool, self.queue_name)  # type: ignore[attr-defined]
+    # Jobs this worker claimed stay due until their start moves their score on: not again.
+    fresh = [job_id for job_id in (i.decode() for i in job_ids) if job_id not in self.tasks]
     claimed = await claims.claim_due(
-        [job_id.decode() for job_id in job_ids],
+        fresh,
         limit=self.max_jobs - self.job_counter,
         now_ms=clock.now_ms(),
         ttl_ms=int(self.in_progress_timeout_s * 1000),

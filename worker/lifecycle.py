@@ -49,6 +49,7 @@ async def start(ctx: WorkerContext, config: WorkerConfig) -> None:
     ctx["config"] = config
     ctx["finished_by_record"] = set()
     ctx["store"] = JobStore(redis, config)
+    await ctx["store"].load_scripts()
     budgets = config.budgets()
     limiter = RateLimiter(redis, budgets) if budgets else None
     waiters = WebhookWaiters(redis) if config.webhook_url else None

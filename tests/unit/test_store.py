@@ -288,3 +288,20 @@ async def test_a_producers_cancel_leaves_arqs_entries_for_the_worker(
         await store.succeed(record.id, run, "{}", prediction_id="p1")
     ).ok  # and a stale end removes nothing
     assert len(await _arq_entries(fake_redis, config.queue_name, record.id)) == 3
+
+
+async def test_the_scripts_can_be_loaded_ahead_of_the_first_calls(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis
+) -> None:
+    """A worker loads them at start-up: its first jobs, started at once, then do not each find
+    a script missing, load it and call again."""
+    import hashlib
+    from importlib import resources
+
+    lua = resources.files("producer").joinpath("lua")
+    shas = [
+        hashlib.sha1(f.read_bytes()).hexdigest() for f in lua.iterdir() if f.name.endswith(".lua")
+    ]
+    assert not any(await fake_redis.script_exists(*shas))
+    await store.load_scripts()
+    assert all(await fake_redis.script_exists(*shas))
