@@ -35,6 +35,10 @@ from sandbox.store import PredictionStore
 
 RETRY_DELAYS_S: Final = (0.5, 1.0, 2.0)
 ATTEMPT_TIMEOUT_S: Final = 5.0
+#: Deliveries in flight at once, the HTTP pool's size: httpx's pool scans its whole queue of
+#: waiting requests on every request and response, so 1,000 predictions' webhooks sent at once
+#: held the sandbox's event loop for tens of seconds.
+MAX_SENDING: Final = 50
 ALL_EVENTS: Final = frozenset({"start", "output", "logs", "completed"})
 
 
@@ -73,6 +77,7 @@ class WebhookSender:
         self._client: httpx.AsyncClient | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sending = asyncio.Semaphore(MAX_SENDING)
 
     def on_create(self, prediction: Prediction) -> None:
         """Send `start` now and schedule `completed` for the prediction's planned end."""
@@ -122,7 +127,10 @@ class WebhookSender:
     async def _attempt(self, url: str, message_id: str, body: bytes) -> bool:
         if self._client is None:
             self._client = httpx.AsyncClient(
-                transport=self._transport, timeout=ATTEMPT_TIMEOUT_S, follow_redirects=False
+                transport=self._transport,
+                timeout=ATTEMPT_TIMEOUT_S,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=MAX_SENDING),
             )
         timestamp_s = int(self._clock())
         headers = {
@@ -133,7 +141,8 @@ class WebhookSender:
             "webhook-signature": sign(self.secret, message_id, timestamp_s, body),
         }
         try:
-            response = await self._client.post(url, content=body, headers=headers)
+            async with self._sending:
+                response = await self._client.post(url, content=body, headers=headers)
         except httpx.HTTPError:
             return False
         return response.is_success

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import socket
@@ -17,7 +18,7 @@ from starlette.routing import Route
 
 from devkit.wait import eventually
 from sandbox import SandboxConfig
-from sandbox.webhooks import sign
+from sandbox.webhooks import MAX_SENDING, sign
 from tests.sandbox.conftest import InProcess, MakeSandbox
 
 HOOK_URL = "http://receiver/hook"
@@ -184,3 +185,34 @@ def test_sign_matches_standard_webhooks_vector() -> None:
     body = b'{"test": 2432232314}'
     signature = sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body)
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+async def test_a_flood_of_webhooks_is_sent_a_bounded_number_at_a_time(
+    make_sandbox: MakeSandbox,
+) -> None:
+    """1,000 predictions made at once used to send 1,000 webhooks at once, and the HTTP pool's
+    bookkeeping held the sandbox's event loop for tens of seconds."""
+    sending, most = 0, 0
+
+    class Slow(Receiver):
+        async def hook(self, request: Request) -> Response:
+            nonlocal sending, most
+            sending += 1
+            most = max(most, sending)
+            await asyncio.sleep(0.01)
+            sending -= 1
+            return await super().hook(request)
+
+    receiver = Slow()
+    sb = await _receiving(make_sandbox, receiver)
+    count = 3 * MAX_SENDING
+    await asyncio.gather(
+        *(
+            sb.client.models.predictions.async_create(
+                model="sandbox/echo", input={}, webhook=HOOK_URL, webhook_events_filter=["start"]
+            )
+            for _ in range(count)
+        )
+    )
+    await eventually(lambda: sb.state.store.counters.webhooks_sent == count, timeout_s=10)
+    assert MAX_SENDING // 2 < most <= MAX_SENDING
