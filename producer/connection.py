@@ -67,9 +67,11 @@ class _PackingInC:
 def packing_in_c(client: aioredis.Redis) -> aioredis.Redis:
     """``client``, whose connections made from now on pack commands with hiredis (unchanged
     without hiredis). Whatever their class: TCP, TLS or a Unix socket."""
-    if hiredis is None:
-        return client
     pool = client.connection_pool
+    encoding = str(pool.connection_kwargs.get("encoding", "utf-8")).lower().replace("-", "")
+    errors = pool.connection_kwargs.get("encoding_errors", "strict")
+    if hiredis is None or encoding != "utf8" or errors != "strict":  # hiredis writes strict UTF-8
+        return client
     if not issubclass(pool.connection_class, _PackingInC):
         base = pool.connection_class
         pool.connection_class = type(f"PackingInC{base.__name__}", (_PackingInC, base), {})

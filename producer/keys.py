@@ -26,11 +26,15 @@
 | predq:worker:{id}             | hash   | 1 day, refreshed by each heartbeat    | worker (registry.py)    | producer (stats)  |
 | predq:history:{minute}        | hash   | HISTORY_TTL_S: that minute's counts   | worker (registry.py)    | producer (stats)  |
 |                               |        | (finished by outcome and model, ...)  |                         |                   |
-| {queue} (predq:queue)         | zset   | none: ids leave it when arq finishes  | JobStore (Lua), arq     | arq worker        |
-| arq:job:{id}                  | string | none: arq deletes it when the job ends | JobStore (Lua), arq    | arq worker        |
-| arq:in-progress:{id}          | string | a lease (worker/lease.py); arq sets   | arq worker, lease.py    | arq worker        |
-|                               |        | largest function timeout + 10 s       |                         |                   |
-| arq:retry:{id}                | string | arq: 88,400 s                         | arq worker              | arq worker        |
+| {queue} (predq:queue)         | zset   | none: ids leave it when the job ends  | JobStore (Lua), arq     | arq worker,       |
+|                               |        | (its final transition, or arq)        |                         | worker/claim.py   |
+| arq:job:{id}                  | string | none: deleted when the job ends (its  | JobStore (Lua), arq    | arq worker        |
+|                               |        | final transition, or arq)             |                         |                   |
+| arq:in-progress:{id}          | string | a lease (worker/lease.py); set for    | worker/claim.py, lease, | arq worker,       |
+|                               |        | largest function timeout + 10 s; its  | JobStore (Lua), arq     | claim, lease, Lua |
+|                               |        | value is the claiming worker's id     |                         |                   |
+| arq:retry:{id}                | string | arq: 88,400 s; deleted when the job   | arq worker, JobStore    | arq worker        |
+|                               |        | ends                                  | (Lua)                   |                   |
 | {queue}:health-check          | string | health_check_interval + 1 s           | arq worker              | `arq --check`     |
 
 arq's result keys (``arq:result:{id}``) are never written: workers run with ``keep_result=0``

@@ -38,14 +38,14 @@ class Scripts:
         self._append = redis.register_script(_lua("append.lua"))
         self._callback = redis.register_script(_lua("callback.lua"))
         self._claim_callbacks = redis.register_script(_lua("claim_callbacks.lua"))
+        self._all = (self._create, self._transition, self._prediction, self._progress,
+                     self._requeue, self._append, self._callback, self._claim_callbacks)  # fmt: skip
 
     async def load(self) -> None:
         """Load every script into Redis's cache now (one round trip): otherwise the first calls
         made at once (a worker's first jobs) each find it missing, load it and call again."""
-        scripts = [self._create, self._transition, self._prediction, self._progress,
-                   self._requeue, self._append, self._callback, self._claim_callbacks]  # fmt: skip
         async with self._redis.pipeline(transaction=False) as pipe:
-            for script in scripts:
+            for script in self._all:
                 pipe.script_load(script.script)
             await pipe.execute()
 

@@ -56,6 +56,9 @@ class Transition:
     status: Status
     previous: JobState | None
     record: JobRecord | None = None
+    #: The running attempt's own move to a final state: arq's entries for the job went with it
+    #: (producer/arq_wire.py, "The end"), so arq's own finish has nothing left to do.
+    ended_arq: bool = False
 
     @property
     def ok(self) -> bool:
@@ -404,7 +407,8 @@ class JobStore:
         status: Status = as_text(reply[0])  # type: ignore[assignment]
         previous = JobState(as_text(reply[1])) if reply[1] else None
         record = parse_record(pairs(reply[2:])) if len(reply) > 2 else None
-        return Transition(status, previous, record)
+        ended_arq = status == "ok" and target.is_final and bool(run)  # as transition.lua decides
+        return Transition(status, previous, record, ended_arq)
 
 
 def _created(fields: dict[str, str], reply: Any) -> tuple[JobRecord, bool]:

@@ -132,19 +132,19 @@ class WebhookSender:
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=MAX_SENDING),
             )
-        timestamp_s = int(self._clock())
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "predq-sandbox",
-            "webhook-id": message_id,
-            "webhook-timestamp": str(timestamp_s),
-            "webhook-signature": sign(self.secret, message_id, timestamp_s, body),
-        }
-        try:
-            async with self._sending:
+        async with self._sending:  # (signed when sent, not while waiting its turn)
+            timestamp_s = int(self._clock())
+            headers = {
+                "content-type": "application/json",
+                "user-agent": "predq-sandbox",
+                "webhook-id": message_id,
+                "webhook-timestamp": str(timestamp_s),
+                "webhook-signature": sign(self.secret, message_id, timestamp_s, body),
+            }
+            try:
                 response = await self._client.post(url, content=body, headers=headers)
-        except httpx.HTTPError:
-            return False
+            except httpx.HTTPError:
+                return False
         return response.is_success
 
     def reset(self) -> None:

@@ -16,8 +16,8 @@ arq is in maintenance-only mode and pinned (0.28.x), so these are applied here, 
 3. ``Worker.finish_job`` deletes a finished job's arq entries in a transaction of its own (one
    more round trip a job). The transition by which a job's attempt made it final has already
    deleted them (producer/arq_wire.py, "The end"), so for those jobs (``finished_by_record`` in
-   the worker's ctx) the wrapper skips it; every other end (a skipped delivery, a hand-back, a
-   crash) is finished by arq as before.
+   the worker's ctx) the wrapper skips it, however arq's run ended (a shutdown may cancel it after
+   the move); every other end (a skipped delivery, a hand-back, a crash) is finished by arq.
 4. ``Worker._poll_iteration`` polls every ``poll_delay`` even when nothing is queued. When the last
    poll found no job although the worker had free slots, the wrapper first waits for a wake
    (worker/wake.py: a job was queued) or ``PREDQ_IDLE_POLL_S``. Not in burst mode, and a SIGTERM
@@ -92,7 +92,8 @@ async def _claiming_in_batches(self: Worker, job_ids: list[bytes]) -> None:
     order) that fit in the free slots, in one round trip, and run each as arq does."""
     claims: Claims | None = getattr(self, "_predq_claims", None)
     if claims is None:
-        claims = self._predq_claims = Claims(self.pool, self.queue_name)  # type: ignore[attr-defined]
+        owner = str(self.ctx.get("worker_id", "1")) if self.ctx else "1"  # (on_startup made it)
+        claims = self._predq_claims = Claims(self.pool, self.queue_name, owner)  # type: ignore[attr-defined]
     # Jobs this worker claimed stay due until their start moves their score on: not again.
     fresh = [job_id for job_id in (i.decode() for i in job_ids) if job_id not in self.tasks]
     claimed = await claims.claim_due(
@@ -115,7 +116,7 @@ def _skipped_when_finished_by_record(
 ) -> Callable[..., Awaitable[None]]:
     async def finish(self: Worker, job_id: str, finish: bool, *args: Any, **kwargs: Any) -> None:
         finished: set[str] | None = self.ctx.get("finished_by_record") if self.ctx else None
-        if finish and finished is not None and job_id in finished:
+        if finished is not None and job_id in finished:
             finished.discard(job_id)
             return
         await finish_job(self, job_id, finish, *args, **kwargs)

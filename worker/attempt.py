@@ -35,8 +35,6 @@ from worker.stream_relay import StreamRelay
 log = structlog.get_logger(__name__)
 #: Kinds of failure after which the prediction itself is over (no need to cancel it).
 _PREDICTION_OVER = frozenset({ErrorKind.MODEL, ErrorKind.CANCELED, ErrorKind.STORAGE})
-#: The events of this attempt's moves to a final state.
-_FINAL_EVENTS = frozenset({"job.succeeded", "job.failed", "job.canceled"})
 
 
 class HandBack(Exception):
@@ -226,7 +224,10 @@ class Attempt:
             return
         if outcome.status == "canceled":
             error = self._error(Verdict(ErrorKind.CANCELED, "canceled on Replicate", False))
-            transition = await self.store.cancel(self.record.id, run=self.run, error=error)
+            self.hold.release()  # no renewal may touch the job's queue entry once it is over
+            transition = self._ended(
+                await self.store.cancel(self.record.id, run=self.run, error=error)
+            )
             self._settled(transition, "job.canceled")
             return
         self._raw_output = outcome.output
@@ -238,13 +239,16 @@ class Attempt:
             message = f"copying the output files failed: {exc}"
             await self.give_up(Verdict(ErrorKind.STORAGE, message, exc.transient))
             return
-        transition = await self.store.succeed(
-            self.record.id,
-            self.run,
-            json.dumps(output),
-            prediction_id=self.watch.prediction_id,
-            files=files,
-            metrics=outcome.metrics,
+        self.hold.release()
+        transition = self._ended(
+            await self.store.succeed(
+                self.record.id,
+                self.run,
+                json.dumps(output),
+                prediction_id=self.watch.prediction_id,
+                files=files,
+                metrics=outcome.metrics,
+            )
         )
         if not transition.ok:
             await self.copier.discard(files)  # no record will point at them
@@ -288,12 +292,15 @@ class Attempt:
                 status_code=verdict.status_code,
             )
         raw = json.dumps(self._raw_output) if verdict.kind is ErrorKind.STORAGE else None
-        transition = await self.store.fail(
-            self.record.id,
-            self.run,
-            self._error(verdict),
-            prediction_id=self.watch.prediction_id,
-            output_json=raw,
+        self.hold.release()
+        transition = self._ended(
+            await self.store.fail(
+                self.record.id,
+                self.run,
+                self._error(verdict),
+                prediction_id=self.watch.prediction_id,
+                output_json=raw,
+            )
         )
         if verdict.kind not in _PREDICTION_OVER:
             cancel = cancel or self.watch.prediction_id
@@ -360,6 +367,13 @@ class Attempt:
         elif outcome == "retrying" and self._last_error is not None:
             self.metrics.retried(self.record.model, self._last_error.value)
 
+    def _ended(self, transition: Transition) -> Transition:
+        """Note a final move that took arq's entries with it, at once (before any remote cancel):
+        this worker's arq run then skips arq's own finish (worker/arq_patches.py)."""
+        if transition.ended_arq:
+            self._finished_by_record.add(self.record.id)
+        return transition
+
     def _settled(
         self, transition: Transition, event: str, *, hand_back: bool = True, **fields: Any
     ) -> None:
@@ -367,8 +381,6 @@ class Attempt:
         (``stale``) hands the arq run back, so arq does not end a job it no longer runs here."""
         self.log = self.log.bind(prediction_id=self.watch.prediction_id)
         if transition.ok:
-            if event in _FINAL_EVENTS:  # arq's entries went with the transition (arq_wire.py)
-                self._finished_by_record.add(self.record.id)
             level = "error" if event == "job.failed" else "info"
             getattr(self.log, level)(event, **fields)
             self._count(event)

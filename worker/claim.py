@@ -6,7 +6,9 @@ predq's own record writes (ops/bench/, row "Redis commands per job"). ``claim_du
 decision for every job of a poll in one Lua call, atomically as arq's transaction does: a job is
 claimed when it is still in the queue, due (score <= now) and not claimed by anyone; its claim is
 arq's own key (``arq:in-progress:{id}``) with arq's TTL, so arq's run and finish, predq's leases
-(worker/lease.py) and a worker still running arq's own claim all see the same claims.
+(worker/lease.py) and a worker still running arq's own claim all see the same claims. The claim
+holds the claiming worker's id (arq's holds ``1``; arq only asks whether it exists): the transition
+that ends a job deletes a claim only when it is that of the worker the record says runs the job.
 
 A claim whose reply is lost (redis-py resends the call) leaves the jobs claimed by nobody running
 them: the lease sweep releases such long, unrenewed claims (worker/lease.py), as it does for a worker
@@ -23,16 +25,17 @@ from producer import arq_wire
 from producer.records import as_text
 
 # KEYS[1] the arq queue   KEYS[2..] arq:in-progress:{id} of each job, in ARGV's order
-# ARGV[1] now (ms)   ARGV[2] the claim's TTL (ms)   ARGV[3] at most this many   ARGV[4..] job ids
+# ARGV[1] now (ms)   ARGV[2] the claim's TTL (ms)   ARGV[3] at most this many
+# ARGV[4] the claiming worker's id (the claims' value)   ARGV[5..] job ids
 # Returns {id, score, id, score, ...}: the jobs claimed, in the order given.
 _CLAIM = """
 local claimed = {}
 local now, limit, taken = tonumber(ARGV[1]), tonumber(ARGV[3]), 0
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   if taken >= limit then break end
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if score and tonumber(score) <= now
-      and redis.call('SET', KEYS[i - 2], '1', 'NX', 'PX', ARGV[2]) then
+      and redis.call('SET', KEYS[i - 3], ARGV[4], 'NX', 'PX', ARGV[2]) then
     claimed[#claimed + 1] = ARGV[i]
     claimed[#claimed + 1] = score
     taken = taken + 1
@@ -43,10 +46,11 @@ return claimed
 
 
 class Claims:
-    """The claim script of one Redis client."""
+    """The claim script of one Redis client, claiming for the worker ``owner``."""
 
-    def __init__(self, redis: aioredis.Redis, queue_name: str) -> None:
+    def __init__(self, redis: aioredis.Redis, queue_name: str, owner: str) -> None:
         self._queue = queue_name
+        self._owner = owner
         self._claim = redis.register_script(_CLAIM)
 
     async def claim_due(
@@ -57,7 +61,9 @@ class Claims:
         if limit <= 0 or not job_ids:
             return []
         script_keys = [self._queue, *(arq_wire.in_progress_key(job_id) for job_id in job_ids)]
-        reply = await self._claim(keys=script_keys, args=[now_ms, ttl_ms, limit, *job_ids])
+        reply = await self._claim(
+            keys=script_keys, args=[now_ms, ttl_ms, limit, self._owner, *job_ids]
+        )
         pairs = iter(reply)
         return [
             (as_text(job_id), int(float(score))) for job_id, score in zip(pairs, pairs, strict=True)

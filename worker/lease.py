@@ -19,10 +19,11 @@ Each cycle also sweeps for two kinds of orphaned jobs:
 - A job whose lease ran out (its worker died) becomes due at the lease's end, behind every job
   queued before it. Recovered jobs have waited longest, so the sweep moves them to the front of the
   queue (one Lua call over the running index) instead of leaving them behind a backlog.
-- Between arq's claim (long TTL) and this worker's first renewal there is a gap of a few
-  milliseconds per job: a worker killed right then leaves a job claimed for arq's whole TTL. Due
-  jobs whose claim is older than two leases yet still long, which only an unrenewed arq claim can
-  be, get that claim deleted so the job is picked up again.
+- Between the claim (long TTL: worker/claim.py claims a poll's jobs at once) and each job's start
+  transition, which shortens it, there is a gap (milliseconds, up to the start-up of a whole
+  batch): a worker killed right then leaves a job claimed for arq's whole TTL. Due jobs whose claim
+  is older than two leases yet still long, which only an unshortened claim can be, get that claim
+  deleted so the job is picked up again.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ def _nothing() -> None:
 class Hold:
     """One run's hold on a job's lease: renewed by ``Leases`` until ``release``.
 
-    A process may claim its own job again after its lease ran out; each claim gets a Hold of its
-    own, and an older run's ``release`` does not end the newer run's lease.
+    A process does not claim a job it is still running (worker/arq_patches.py), but a job it ran
+    may come back to it later (a re-drive); each run gets a Hold of its own, and an older run's
+    ``release`` does not end a newer run's lease.
     """
 
     def __init__(self, leases: Leases, job_id: str) -> None:

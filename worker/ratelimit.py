@@ -77,13 +77,12 @@ class RateLimiter:
         budget = self._budgets.get(kind)
         if budget is None:
             return 0.0
-        slot: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        slot: asyncio.Future[float] = loop.create_future()
         asking = self._asking.setdefault(kind, [])
         asking.append(slot)
-        if len(asking) == 1:  # the first to ask this turn makes the call for all who join it
-            call = asyncio.create_task(self._reserve_for(kind, budget))
-            self._calls.add(call)
-            call.add_done_callback(self._calls.discard)
+        if len(asking) == 1:  # the first to ask this turn has the call made for all who join it
+            loop.call_soon(self._call, kind, budget)
         wait_s = await slot
         if wait_s > 0:
             if on_wait is not None:
@@ -91,9 +90,16 @@ class RateLimiter:
             await asyncio.sleep(wait_s)
         return wait_s
 
-    async def _reserve_for(self, kind: Kind, budget: Budget) -> None:
-        """Reserve a slot for each request that asked for ``kind`` since this task was made."""
+    def _call(self, kind: Kind, budget: Budget) -> None:
+        """Start the reservation call for the requests that asked for ``kind`` this turn."""
         slots = self._asking.pop(kind, [])
+        call = asyncio.create_task(self._reserve_for(kind, budget, slots))
+        self._calls.add(call)
+        call.add_done_callback(lambda done: self._settle(done, slots))
+
+    async def _reserve_for(
+        self, kind: Kind, budget: Budget, slots: list[asyncio.Future[float]]
+    ) -> None:
         try:
             waits_ms = await self._reserve(
                 keys=[keys.rate_bucket(kind), keys.rate_pause(kind)],
@@ -107,16 +113,22 @@ class RateLimiter:
         except (redis.exceptions.RedisError, OSError) as exc:
             log.warning("ratelimit.unavailable", kind=kind, error=type(exc).__name__)
             waits_ms = [0] * len(slots)  # unlimited: a Redis blip must not fail predictions
-        except BaseException as exc:  # canceled (the worker is stopping), or a bug
-            for slot in slots:
-                if isinstance(exc, asyncio.CancelledError):
-                    slot.cancel()
-                elif not slot.done():
-                    slot.set_exception(exc)
-            raise
         for slot, wait_ms in zip(slots, waits_ms, strict=True):
             if not slot.done():  # (a request canceled while it asked: its slot goes unused)
                 slot.set_result(max(0.0, float(wait_ms) / 1000))
+
+    def _settle(self, call: asyncio.Task[None], slots: list[asyncio.Future[float]]) -> None:
+        """No request waits for a call that ended without answering it: canceled (the worker is
+        stopping), or failed (a bug, raised to each of them)."""
+        self._calls.discard(call)
+        error = None if call.cancelled() else call.exception()
+        for slot in slots:
+            if slot.done():
+                continue
+            if error is None:
+                slot.cancel()
+            else:
+                slot.set_exception(error)
 
     async def pause(self, kind: Kind, seconds: float) -> None:
         """Hold every worker's ``kind`` requests for ``seconds`` (extends, never shortens; 0

@@ -10,8 +10,9 @@
 -- ARGV[1] allowed current states, space separated   ARGV[2] target state   ARGV[3] now (ms)
 -- ARGV[4] retention (s): the record's TTL once final; live records never expire
 -- ARGV[5] expected run token ("" = any); a move to a final state with one is the running attempt's
---         own end: arq's entries for the job (queue entry, payload, claim, try count) go with it,
---         and that worker skips arq's own finish (worker/arq_patches.py)
+--         own end: arq's entries for the job (queue entry, payload, try count, and its claim if
+--         the claim is that worker's: worker/claim.py) go with it, and that worker skips arq's
+--         own finish (worker/arq_patches.py)
 -- ARGV[6] start: "" or the new run token; then attempts is incremented, except when the job was
 --         already running (a recovery: recoveries is incremented) or was handed over by a worker
 --         shutting down (field "resume": the same attempt goes on); started_at is set once
@@ -36,7 +37,7 @@ local job = KEYS[1]
 -- Everything this call reads, in one command (each redis.call costs Redis time of its own).
 local f = redis.call('HMGET', job, 'state', 'op', 'run', 'id', 'resume', 'prediction_id',
   'run_started_at', 'attempts', 'recoveries', 'started_at', 'errors', 'callback_url',
-  'create_unconfirmed_at')
+  'create_unconfirmed_at', 'worker')
 local current = f[1]
 if not current then
   return {'missing', ''}
@@ -149,7 +150,11 @@ if final[target] then
   redis.call('PUBLISH', ARGV[16], id)
   if ARGV[5] ~= '' then
     redis.call('ZREM', KEYS[8], id)
-    redis.call('DEL', KEYS[9], KEYS[13], KEYS[14])
+    redis.call('DEL', KEYS[9], KEYS[14])
+    -- (another worker may have claimed the job since this one's lease lapsed: its arq run ends it)
+    if f[14] and redis.call('GET', KEYS[13]) == f[14] then
+      redis.call('DEL', KEYS[13])
+    end
   end
   if f[12] then
     redis.call('ZADD', KEYS[12], now, id)

@@ -64,8 +64,9 @@ async def test_arqs_finish_is_skipped_only_for_jobs_their_transition_finished() 
         calls.append((job_id, finish))
 
     finish = arq_patches._skipped_when_finished_by_record(finish_job)
-    worker: Any = SimpleNamespace(ctx={"finished_by_record": {"done"}})
+    worker: Any = SimpleNamespace(ctx={"finished_by_record": {"done", "cut-short"}})
     await finish(worker, "done", True, None, 0, False, None, None)
+    await finish(worker, "cut-short", False, None, 0, False, None, None)  # canceled after its end
     assert calls == [] and worker.ctx["finished_by_record"] == set()
     await finish(worker, "done", True, None, 0, False, None, None)  # once only
     await finish(worker, "other", True, None, 0, False, None, None)

@@ -56,3 +56,4 @@ def test_key_prefixes_are_arqs() -> None:
 
     assert arq_wire.job_key("x") == constants.job_key_prefix + "x"
     assert arq_wire.in_progress_key("x") == constants.in_progress_key_prefix + "x"
+    assert arq_wire.retry_key("x") == constants.retry_key_prefix + "x"

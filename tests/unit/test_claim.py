@@ -20,7 +20,7 @@ TTL_MS = 60_000
 async def _queue(redis: fakeredis.FakeAsyncRedis, **scores: int) -> Claims:
     if scores:
         await redis.zadd("q", scores)
-    return Claims(redis, "q")
+    return Claims(redis, "q", "w1")
 
 
 async def test_claims_due_unclaimed_jobs_in_order_with_arqs_key_and_ttl(
@@ -35,6 +35,7 @@ async def test_claims_due_unclaimed_jobs_in_order_with_arqs_key_and_ttl(
     for job_id in ("a", "e"):
         ttl = await fake_redis.pttl(arq_wire.in_progress_key(job_id))
         assert TTL_MS - 1_000 < ttl <= TTL_MS
+        assert await fake_redis.get(arq_wire.in_progress_key(job_id)) == b"w1"  # whose claim
     for job_id in ("later", "gone"):
         assert not await fake_redis.exists(arq_wire.in_progress_key(job_id))
     assert await fake_redis.pttl(arq_wire.in_progress_key("taken")) == -1  # untouched
@@ -50,7 +51,7 @@ async def test_claims_at_most_the_free_slots(fake_redis: fakeredis.FakeAsyncRedi
 
 async def test_a_job_is_claimed_once_whoever_asks(fake_redis: fakeredis.FakeAsyncRedis) -> None:
     first = await _queue(fake_redis, a=1, b=2)
-    second = Claims(fake_redis, "q")  # another worker's
+    second = Claims(fake_redis, "q", "w2")  # another worker's
     assert len(await first.claim_due(["a", "b"], limit=5, now_ms=NOW_MS, ttl_ms=TTL_MS)) == 2
     assert await second.claim_due(["b", "a"], limit=5, now_ms=NOW_MS, ttl_ms=TTL_MS) == []
 

@@ -59,3 +59,12 @@ def test_every_kind_of_connection_packs_in_c(url: str, kind: type) -> None:
     assert type(made).pack_command is not Connection.pack_command
     again = packing_in_c(client).connection_pool.connection_class
     assert again is type(made)  # applied once
+
+
+def test_a_client_with_another_encoding_keeps_redis_pys_packer() -> None:
+    """hiredis writes strict UTF-8; a client set to encode otherwise is left as it is."""
+    for client in (aioredis.Redis(encoding="latin-1"), aioredis.Redis(encoding_errors="replace")):
+        made = packing_in_c(client).connection_pool.make_connection()
+        assert type(made).pack_command is Connection.pack_command
+    utf8 = packing_in_c(aioredis.Redis(encoding="UTF-8")).connection_pool.make_connection()
+    assert type(utf8).pack_command is not Connection.pack_command

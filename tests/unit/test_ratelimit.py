@@ -9,7 +9,6 @@ import fakeredis
 import pytest
 import redis.exceptions
 
-from producer import keys
 from worker.config import Budget
 from worker.ratelimit import RateLimiter
 
@@ -33,17 +32,17 @@ def counted(limiter: RateLimiter) -> list[int]:
 async def test_requests_asking_together_reserve_consecutive_slots_in_one_call(
     fake_redis: fakeredis.FakeAsyncRedis,
 ) -> None:
-    limiter = RateLimiter(fake_redis, {"create": FAST})
+    budget = Budget(6_000)  # a slot every 10 ms
+    limiter = RateLimiter(fake_redis, {"create": budget})
     calls = counted(limiter)
-    waits = await asyncio.gather(*(limiter.acquire("create") for _ in range(5)))
-    assert calls == [5]
-    step = FAST.interval_ms / 1000
-    assert waits == pytest.approx([0, step, 2 * step, 3 * step, 4 * step], abs=0.0015)
-    # The next ones queue behind them in the shared bucket (as another worker's would).
-    [after] = await asyncio.gather(limiter.acquire("create"))
+    together = [asyncio.create_task(limiter.acquire("create")) for _ in range(5)]
+    first_wait = await together[0]  # the five's call is answered (the first slot is now)
+    later = await limiter.acquire("create")  # asked afterwards: behind all five in the bucket
+    waits = [first_wait, *await asyncio.gather(*together[1:])]
     assert calls == [5, 1]
-    assert await fake_redis.exists(keys.rate_bucket("create"))
-    assert after >= 0
+    step = budget.interval_ms / 1000
+    assert waits == pytest.approx([0, step, 2 * step, 3 * step, 4 * step], abs=0.002)
+    assert 4 * step < later <= 5 * step + 0.001
 
 
 async def test_each_budget_has_its_own_call(fake_redis: fakeredis.FakeAsyncRedis) -> None:
@@ -79,3 +78,24 @@ async def test_without_redis_requests_go_out_unlimited(
         asyncio.gather(*(limiter.acquire("create") for _ in range(3))), timeout=1
     )
     assert waits == [0.0, 0.0, 0.0]
+
+
+async def test_a_call_cut_short_leaves_no_request_waiting_and_the_next_ones_served(
+    fake_redis: fakeredis.FakeAsyncRedis,
+) -> None:
+    limiter = RateLimiter(fake_redis, {"create": FAST})
+    reserve = limiter._reserve
+
+    async def hanging(**_: Any) -> Any:
+        await asyncio.Event().wait()
+
+    limiter._reserve = hanging  # type: ignore[assignment]
+    asking = [asyncio.create_task(limiter.acquire("create")) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    for call in list(limiter._calls):
+        call.cancel()  # as a worker stopping cancels its tasks
+    for request in asking:
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(request, timeout=1)
+    limiter._reserve = reserve  # type: ignore[method-assign]
+    assert await asyncio.wait_for(limiter.acquire("create"), timeout=1) >= 0.0

@@ -257,8 +257,8 @@ async def test_an_attempts_own_final_move_ends_arqs_entries_with_it(
     store: JobStore, fake_redis: fakeredis.FakeAsyncRedis, config: Config, end: str
 ) -> None:
     record, _ = await store.create(request())
-    _, run = await store.start(record.id)
-    await fake_redis.set(arq_wire.in_progress_key(record.id), 1)  # arq's claim and try count
+    _, run = await store.start(record.id, worker="w1")
+    await fake_redis.set(arq_wire.in_progress_key(record.id), "w1")  # the claim and try count
     await fake_redis.set(arq_wire.retry_key(record.id), 1)
     everything = ["queue entry", "payload", "claim", "try count"]
     assert await _arq_entries(fake_redis, config.queue_name, record.id) == everything
@@ -271,6 +271,19 @@ async def test_an_attempts_own_final_move_ends_arqs_entries_with_it(
     assert moved.ok
     assert await _arq_entries(fake_redis, config.queue_name, record.id) == []
     assert (await store.requeue(record.id)).status in ("ok", "illegal")  # never "busy"
+
+
+async def test_a_claim_another_worker_took_since_is_left_to_it(
+    store: JobStore, fake_redis: fakeredis.FakeAsyncRedis, config: Config
+) -> None:
+    """w1's lease lapsed and w2 claimed the job, but w1 ends it before w2 starts it: w2's claim
+    stays (its arq run ends the job), so a re-drive waits for it instead of being finished away."""
+    record, _ = await store.create(request())
+    _, run = await store.start(record.id, worker="w1")
+    await fake_redis.set(arq_wire.in_progress_key(record.id), "w2")
+    assert (await store.fail(record.id, run, error(ErrorKind.MODEL, None))).ok
+    assert await _arq_entries(fake_redis, config.queue_name, record.id) == ["claim"]
+    assert (await store.requeue(record.id)).status == "busy"
 
 
 async def test_a_producers_cancel_leaves_arqs_entries_for_the_worker(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from devkit.wait import eventually
@@ -90,22 +93,35 @@ async def test_no_arq_entry_outlives_a_job_however_it_ends(workers: InProcessWor
         for model, data in [("sandbox/echo", {}), ("sandbox/fail", {"message": "no"})]
     ]
 
-    async def arq_entries_left() -> bool:
+    async def no_arq_entries() -> bool:
         keys = [key async for key in workers.redis.scan_iter("arq:*")]
         return not keys and await workers.redis.zcard(workers.config.queue_name) == 0
 
     async with workers.running():
         for job, state in zip(jobs, [JobState.SUCCEEDED, JobState.FAILED], strict=True):
             await workers.record_when(job.id, lambda r, s=state: r.state is s)
-        await eventually(arq_entries_left, timeout_s=2, what="arq's entries to go")
+        await eventually(no_arq_entries, timeout_s=2, what="arq's entries to go")
 
 
-async def test_a_failed_job_can_be_redriven_the_moment_it_fails(workers: InProcessWorkers) -> None:
-    [failed] = await workers.run(("sandbox/fail", {"message": "once"}))
-    assert failed.state is JobState.FAILED
-    redriven = await workers.producer.retry(failed.id)  # arq's entries went with the failure
-    assert redriven.state is JobState.QUEUED
-    await workers.run()
-    record = await workers.producer.get(failed.id)
-    assert record is not None and record.state is JobState.FAILED and record.redrives == 1
-    assert record.attempts == 2  # it ran again: its new queue entry was not finished away
+async def test_a_job_redriven_before_arqs_run_of_it_ended_is_not_finished_away(
+    workers: InProcessWorkers,
+) -> None:
+    """Its failure took arq's entries, so a re-drive is accepted at once; the arq run that
+    failed it then skips arq's finish, which would delete the new queue entry and payload."""
+    async with workers.running() as worker:
+        gate = asyncio.Event()
+        finish_job = worker.finish_job
+
+        async def held(*args: Any, **kwargs: Any) -> None:
+            await gate.wait()
+            await finish_job(*args, **kwargs)
+
+        worker.finish_job = held  # type: ignore[method-assign]
+        job = await workers.producer.enqueue("sandbox/fail", {"message": "once"})
+        await workers.record_when(job.id, lambda r: r.state is JobState.FAILED)
+        redriven = await workers.producer.retry(job.id)  # arq's finish has not run yet
+        assert redriven.state is JobState.QUEUED
+        worker.finish_job = finish_job  # type: ignore[method-assign]
+        gate.set()
+        record = await workers.record_when(job.id, lambda r: r.attempts == 2 and r.is_final)
+    assert (record.state, record.redrives) == (JobState.FAILED, 1)
