@@ -90,10 +90,7 @@ def _surviving_redis(
 async def _claiming_in_batches(self: Worker, job_ids: list[bytes]) -> None:
     """arq's ``start_jobs``: claim the due jobs among ``job_ids`` (read from the queue in score
     order) that fit in the free slots, in one round trip, and run each as arq does."""
-    claims: Claims | None = getattr(self, "_predq_claims", None)
-    if claims is None:
-        owner = str(self.ctx.get("worker_id", "1")) if self.ctx else "1"  # (on_startup made it)
-        claims = self._predq_claims = Claims(self.pool, self.queue_name, owner)  # type: ignore[attr-defined]
+    claims: Claims = self.ctx["claims"]  # (made in on_startup, before the first poll)
     # Jobs this worker claimed stay due until their start moves their score on: not again.
     fresh = [job_id for job_id in (i.decode() for i in job_ids) if job_id not in self.tasks]
     claimed = await claims.claim_due(

@@ -9,6 +9,7 @@ import httpx
 
 from producer.store import JobStore
 from worker.callbacks import Deliveries
+from worker.claim import Claims
 from worker.config import WorkerConfig
 from worker.lease import Leases
 from worker.metrics import Metrics
@@ -34,6 +35,8 @@ class WorkerContext(TypedDict):
     worker_id: str
     registration: Registration
     wake: Wake
+    #: arq's claim of a poll's jobs, for this worker (worker/arq_patches.py uses it).
+    claims: Claims
     #: An HTTP transport for Replicate and file downloads (tests: the sandbox, in-process).
     http_transport: httpx.AsyncBaseTransport | None
     background: list[asyncio.Task[None]]

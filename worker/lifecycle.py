@@ -21,6 +21,7 @@ from replicate.exceptions import ReplicateError
 from producer.connection import packing_in_c
 from producer.store import JobStore
 from worker.callbacks import Deliveries
+from worker.claim import Claims
 from worker.config import WorkerConfig
 from worker.context import WorkerContext
 from worker.lease import Leases
@@ -68,6 +69,7 @@ async def start(ctx: WorkerContext, config: WorkerConfig) -> None:
                                 creates_per_min=config.creates_per_min,
                                 heartbeat_s=config.heartbeat_s)  # fmt: skip
     ctx["registration"] = registration
+    ctx["claims"] = Claims(redis, config.queue_name, owner=ctx["worker_id"])
     ctx["wake"] = Wake(redis, queue_name=config.queue_name, idle_poll_s=config.idle_poll_s)
     loops = [
         ctx["wake"].listen(),

@@ -93,6 +93,7 @@ async def test_a_claim_that_fails_takes_no_slot(
         raise redis.exceptions.ConnectionError("Redis went away mid-claim")
 
     monkeypatch.setattr(Claims, "claim_due", unreachable)
+    worker.ctx["claims"] = Claims(workers.redis, workers.config.queue_name, "w1")  # (on_startup's)
     try:
         with pytest.raises(redis.exceptions.ConnectionError):
             await worker.start_jobs([b"any"])
