@@ -553,8 +553,13 @@ function job(view, id) {
     events.addEventListener("state", (message) => {
       const data = JSON.parse(message.data);
       changes.push(data);
-      // History older than the record read is for the timeline only (no flicker through states)
-      if (newer(data)) record = { ...record, state: data.state, error: data.error || record.error, updated_at: data.at };
+      // History older than the record read is for the timeline only (no flicker through states);
+      // a newer move is shown at once, and the record read again for what else it changed
+      // (attempts, worker, start), instead of at the next refresh.
+      if (newer(data)) {
+        record = { ...record, state: data.state, error: data.error || record.error, updated_at: data.at };
+        load();
+      }
       render();
     });
     events.addEventListener("progress", (message) => {
@@ -583,10 +588,10 @@ function job(view, id) {
     events = null;
   }
 
-  const stopPolling = every(REFRESH_MS.job, async () => {
-    if (stopped || (record && FINAL.has(record.state) && !events && record.callback?.status !== "pending")) return;
+  async function load() {
     try {
-      record = await api(`/v1/jobs/${id}`);
+      const read = await api(`/v1/jobs/${id}`);
+      if (!record || Date.parse(read.updated_at) >= Date.parse(record.updated_at)) record = read;
     } catch (error) {
       put(view, notice(error.status === 404 ? `No job ${id}.` : error.message, true));
       stopped = true;
@@ -594,6 +599,11 @@ function job(view, id) {
     }
     render();
     follow();
+  }
+
+  const stopPolling = every(REFRESH_MS.job, async () => {
+    if (stopped || (record && FINAL.has(record.state) && !events && record.callback?.status !== "pending")) return;
+    await load();
   });
   return () => {
     stopped = true;
